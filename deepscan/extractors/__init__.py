@@ -1,0 +1,1 @@
+"""deepscan.extractors."""

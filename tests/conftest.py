@@ -1,0 +1,51 @@
+"""Shared fixtures: offline hub, the ../shared folder when present, generated media."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _find_shared() -> Path | None:
+    env = os.environ.get("DEEPSCAN_SHARED")
+    candidates = [Path(env)] if env else []
+    candidates += [REPO_ROOT.parent / "shared", REPO_ROOT / "shared"]
+    for candidate in candidates:
+        if (candidate / "cases").is_dir() or (candidate / "samples").is_dir():
+            return candidate
+    return None
+
+
+SHARED = _find_shared()
+CASES = SHARED / "cases" if SHARED and (SHARED / "cases").is_dir() else None
+SAMPLES = SHARED / "samples" if SHARED and (SHARED / "samples").is_dir() else None
+
+
+def media_files(folder: Path | None) -> list[Path]:
+    """Files of a shared folder, README and checksums excluded; empty when the folder is absent."""
+    if folder is None:
+        return []
+    skip = {"README.md", "SHA256SUMS"}
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.name not in skip)
+
+
+@pytest.fixture
+def cases_dir() -> Path:
+    if CASES is None:
+        pytest.skip("../shared/cases is not present")
+    return CASES
+
+
+@pytest.fixture
+def samples_dir() -> Path:
+    if SAMPLES is None:
+        pytest.skip("../shared/samples is not present")
+    return SAMPLES
