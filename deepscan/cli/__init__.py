@@ -1,0 +1,44 @@
+"""The ``deepscan`` command line: thin Typer commands over the library.
+
+One module per command; shared options and output helpers live in :mod:`deepscan.cli.common`.
+Results go to stdout (or ``--output``), logs and progress to stderr.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from deepscan import __version__
+from deepscan.cli import probe as _probe
+
+app = typer.Typer(
+    name="deepscan",
+    help="Offline deepfake scanner for video, audio and images.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"deepscan {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Offline deepfake scanner for video, audio and images."""
+
+
+app.command("probe")(_probe.probe)
+
+
+def main() -> None:
+    """Entry point of the ``deepscan`` console script and ``python -m deepscan``."""
+    app()

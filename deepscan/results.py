@@ -1,0 +1,218 @@
+"""Per-file scan results: window scores aggregated into one verdict, with the reasons behind it.
+
+A :class:`ScanResult` is what every writer renders (table, JSON, JSON Lines, CSV, JUnit, HTML). Its
+``to_dict()`` is the stable, documented record: ``path``, ``status``, ``reason``, ``verdict``,
+``p_fake``, ``threshold``, ``modalities``, ``windows``, ``media``, ``faces``, ``detector``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+MODALITIES = ("image", "audio", "video")
+
+STATUS_OK = "ok"
+STATUS_ERROR = "error"
+
+VERDICT_REAL = "real"
+VERDICT_FAKE = "fake"
+VERDICT_UNKNOWN = "unknown"
+
+
+@dataclass
+class WindowScore:
+    """The detector's score of one window.
+
+    Attributes
+    ----------
+    index : int
+        Window number within the file, from 0.
+    start_s, end_s : float
+        Window bounds in seconds.
+    p_fake : float
+        Calibrated probability that the window is manipulated, in [0, 1].
+    logit : float
+        Calibrated log-odds of fake vs real (``log p_fake - log (1 - p_fake)``).
+    modalities : dict[str, float or None]
+        Per-modality ``p_fake`` from the detector's modality heads; ``None`` where absent.
+    frames : int
+        Frames sampled in the window.
+    frames_with_face : int
+        Of those, frames where a face was found.
+    """
+
+    index: int
+    start_s: float
+    end_s: float
+    p_fake: float
+    logit: float
+    modalities: dict = field(default_factory=dict)
+    frames: int = 0
+    frames_with_face: int = 0
+
+
+@dataclass
+class ScanResult:
+    """Everything deepscan says about one file.
+
+    Attributes
+    ----------
+    path : str
+        The file as given (or as found inside a given directory).
+    status : str
+        ``"ok"`` when the file was scanned, ``"error"`` when it could not be.
+    reason : str or None
+        Why the file could not be scanned or judged (e.g. ``"empty file"``, ``"no face"``).
+    verdict : str or None
+        ``"real"``, ``"fake"`` or ``"unknown"`` (with ``reason``); ``None`` for ``status="error"``.
+    p_fake : float or None
+        File-level calibrated probability of manipulation (see :func:`aggregate_windows`).
+    threshold : float or None
+        Decision threshold on ``p_fake`` stored in the detector checkpoint.
+    modalities : dict
+        Per modality (``image``, ``audio``, ``video``): ``{"present": bool, "p_fake": float|None,
+        "reason": str|None}``.
+    top_modality : str or None
+        The present modality with the highest ``p_fake``: the one that gave it away.
+    windows : list of WindowScore
+        Scores per window, in time order.
+    media : dict
+        The probe facts (:class:`deepscan.media.MediaInfo`).
+    faces : dict
+        ``{"frames": int, "frames_with_face": int, "max_faces": int, "detector": str}``.
+    detector : dict
+        ``{"name", "sha256", "trained_on", "synthetic": bool, "label"}``.
+    elapsed_s : float
+        Wall-clock seconds spent on this file.
+    """
+
+    path: str
+    status: str
+    reason: str | None = None
+    verdict: str | None = None
+    p_fake: float | None = None
+    threshold: float | None = None
+    modalities: dict = field(default_factory=dict)
+    top_modality: str | None = None
+    windows: list = field(default_factory=list)
+    media: dict = field(default_factory=dict)
+    faces: dict = field(default_factory=dict)
+    detector: dict = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    @classmethod
+    def error(cls, path: str, reason: str, message: str | None = None, **facts) -> "ScanResult":
+        """A result for a file that could not be scanned.
+
+        Parameters
+        ----------
+        path : str
+            The file.
+        reason : str
+            Short stable reason (an error class's ``reason``).
+        message : str, optional
+            Longer explanation, stored under ``media["error"]``.
+        **facts
+            Other fields to set (``media``, ``detector``, ...).
+        """
+        result = cls(path=path, status=STATUS_ERROR, reason=reason, **facts)
+        if message:
+            result.media = {**result.media, "error": message}
+        return result
+
+    @property
+    def is_fake(self) -> bool:
+        """True when the verdict is ``"fake"``."""
+        return self.verdict == VERDICT_FAKE
+
+    def to_dict(self) -> dict:
+        """The result as a JSON-ready dict (floats rounded to 6 decimals, NaN as ``None``)."""
+        return _clean(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ScanResult":
+        """Rebuild a result written by :meth:`to_dict` (unknown keys are ignored).
+
+        Raises
+        ------
+        KeyError
+            When ``path`` or ``status`` is missing.
+        """
+        known = {f for f in cls.__dataclass_fields__}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["path"], kwargs["status"] = data["path"], data["status"]
+        kwargs["windows"] = [WindowScore(**w) for w in data.get("windows") or []]
+        return cls(**kwargs)
+
+
+def _clean(value):
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else round(value, 6)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def logit_to_p(logit: float) -> float:
+    """Logistic function, numerically safe: ``1 / (1 + exp(-logit))``."""
+    if logit >= 0:
+        return 1.0 / (1.0 + math.exp(-logit))
+    z = math.exp(logit)
+    return z / (1.0 + z)
+
+
+def aggregate_windows(logits: list[float]) -> float:
+    """File-level log-odds from window log-odds: their mean.
+
+    The mean of window logits (equivalently the geometric mean of odds) treats every window as
+    evidence of equal weight, so one noisy window does not flip a long file; the per-window
+    scores stay in the result to show *when* a file looks manipulated. Evaluation and threshold
+    fitting use this same rule, so the threshold is calibrated for it.
+
+    Parameters
+    ----------
+    logits : list of float
+        Calibrated fake-vs-real log-odds per window, at least one.
+
+    Returns
+    -------
+    float
+        File-level log-odds.
+
+    Raises
+    ------
+    ValueError
+        When ``logits`` is empty.
+    """
+    if not logits:
+        raise ValueError("aggregate_windows needs at least one window")
+    return sum(logits) / len(logits)
+
+
+def decide(p_fake: float, threshold: float) -> str:
+    """``"fake"`` when ``p_fake >= threshold``, else ``"real"``."""
+    return VERDICT_FAKE if p_fake >= threshold else VERDICT_REAL
+
+
+def summarize(results) -> dict:
+    """Counts over results: ``files``, ``fake``, ``real``, ``unknown``, ``errors``.
+
+    Parameters
+    ----------
+    results : iterable of ScanResult
+
+    Returns
+    -------
+    dict
+    """
+    counts = {"files": 0, "fake": 0, "real": 0, "unknown": 0, "errors": 0}
+    for result in results:
+        counts["files"] += 1
+        if result.status == STATUS_ERROR:
+            counts["errors"] += 1
+        elif result.verdict in (VERDICT_FAKE, VERDICT_REAL, VERDICT_UNKNOWN):
+            counts[result.verdict] += 1
+    return counts

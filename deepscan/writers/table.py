@@ -1,0 +1,50 @@
+"""A Rich table of scan results, for people."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from rich.table import Table
+
+from deepscan.results import MODALITIES, ScanResult, summarize
+
+VERDICT_STYLE = {"fake": "bold red", "real": "green", "unknown": "yellow"}
+
+
+def _score(p):
+    return "" if p is None else f"{p:.2f}"
+
+
+def render_table(results: Sequence[ScanResult]) -> Table:
+    """Build a table: one row per file with verdict, ``p_fake``, threshold and modality scores.
+
+    The caption states the counts and, for a detector trained on synthetic or debug data, that
+    its verdicts are a demonstration, not a real judgement.
+
+    Parameters
+    ----------
+    results : sequence of ScanResult
+
+    Returns
+    -------
+    rich.table.Table
+    """
+    table = Table(title="deepscan check", show_lines=False)
+    for column in ("file", "verdict", "p_fake", "thr", *MODALITIES, "faces", "reason"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        if r.status != "ok":
+            table.add_row(r.path, "[red]error[/]", "", "", "", "", "", "", r.reason or "")
+            continue
+        mods = [_score((r.modalities.get(m) or {}).get("p_fake")) for m in MODALITIES]
+        faces = f"{r.faces.get('frames_with_face', 0)}/{r.faces.get('frames', 0)}" if r.faces.get("frames") else ""
+        style = VERDICT_STYLE.get(r.verdict or "", "")
+        table.add_row(r.path, f"[{style}]{r.verdict}[/]", _score(r.p_fake), _score(r.threshold), *mods,
+                      faces, r.reason or "")
+    counts = summarize(results)
+    caption = ", ".join(f"{v} {k}" for k, v in counts.items())
+    labels = sorted({r.detector.get("label") for r in results if r.detector.get("label")})
+    if labels:
+        caption += "\n" + "\n".join(f"[bold yellow]{label}[/]" for label in labels)
+    table.caption = caption
+    return table
