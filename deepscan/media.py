@@ -75,6 +75,7 @@ TIME_EPS_S = 1e-4  # s, tolerance when comparing presentation times (rounding of
 GIF_MIN_FRAME_MS = 20  # browsers show GIF frames of <= 10 ms delay for 100 ms
 GIF_DEFAULT_FRAME_MS = 100
 PROBE_MAX_PACKETS = 2_000  # packets probe() reads at most to find a first decodable frame
+MAX_CODEC_PADDING_S = 0.1  # s, decoded audio past the stream's stated end that is trimmed as padding
 
 
 @dataclass(frozen=True)
@@ -685,3 +686,708 @@ def probe(path: str | os.PathLike, limits: MediaLimits = DEFAULT_LIMITS) -> Medi
         raise
     except (av.error.FFmpegError, OSError, ValueError, RuntimeError) as error:
         raise MediaDecodeError(f"could not be decoded ({error})", path) from error
+
+
+# --------------------------------------------------------------------------------------------
+# Pixels: every image mode to upright 8-bit RGB
+# --------------------------------------------------------------------------------------------
+
+ALPHA_BACKGROUND = 255  # transparent pixels are flattened onto white, as an image viewer shows them
+
+
+def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Scale integer or float samples to uint8 by their real range, never by clipping.
+
+    16-bit data (max <= 65535) is divided by 257 (65535 -> 255), floats in [0, 1] are multiplied
+    by 255; anything else is stretched from its minimum to its maximum. NaN becomes 0.
+    """
+    values = np.asarray(values)
+    if values.dtype == np.uint8:
+        return values
+    x = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+    if np.issubdtype(values.dtype, np.floating):
+        if lo >= 0.0 and hi <= 1.0:
+            x = x * 255.0
+        elif not (lo >= 0.0 and hi <= 255.0):
+            x = (x - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(x)
+    elif values.dtype == np.uint16 or (lo >= 0 and hi <= 65535 and hi > 255):
+        x = x / 257.0
+    elif not (lo >= 0 and hi <= 255):
+        x = (x - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(x)
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def _pil_to_rgb(img: Image.Image) -> np.ndarray:
+    """Convert a Pillow image of any mode to uint8 RGB ``(H, W, 3)``.
+
+    I;16* / I / F (16-bit and float grey) are scaled by their real range (:func:`_scale_to_uint8`),
+    modes with alpha or a transparency key are flattened onto :data:`ALPHA_BACKGROUND` (white),
+    everything else (1, L, P, CMYK, YCbCr, LAB, HSV, ...) goes through Pillow's conversion.
+    ICC profiles are not applied.
+    """
+    mode = img.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        gray = _scale_to_uint8(np.asarray(img))
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+    try:
+        if has_alpha:
+            rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)
+            alpha = rgba[:, :, 3:4] / 255.0
+            rgb = rgba[:, :, :3] * alpha + ALPHA_BACKGROUND * (1.0 - alpha)
+            return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+        if mode == "LAB":
+            from PIL import ImageCms
+
+            lab = ImageCms.createProfile("LAB")
+            srgb = ImageCms.createProfile("sRGB")
+            img = ImageCms.profileToProfile(img, lab, srgb, outputMode="RGB")
+        return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+    except (ValueError, OSError) as error:
+        raise UnsupportedCodecError(f"image mode {mode} cannot be converted to RGB ({error})") from error
+
+
+def _oriented(img: Image.Image, orientation: int) -> Image.Image:
+    """Apply an EXIF orientation (1..8) to a frame, like :func:`PIL.ImageOps.exif_transpose`."""
+    method = {
+        2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90,
+    }.get(orientation)
+    return img.transpose(method) if method is not None else img
+
+
+def _pil_frame_rgb(img: Image.Image, orientation: int) -> np.ndarray:
+    return _pil_to_rgb(_oriented(img, orientation))
+
+
+def _video_frame_rgb(frame, rotation: int, size: tuple[int, int] | None) -> np.ndarray:
+    """Convert a decoded frame to upright uint8 RGB ``(H, W, 3)`` (conversion done in FFmpeg).
+
+    ``size`` (coded width, height) rescales frames whose size changed mid-stream so that a
+    window's frames stack; ``rotation`` is clockwise degrees (np.rot90 turns counter-clockwise).
+    """
+    if size is not None and (frame.width, frame.height) != size:
+        arr = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+    else:
+        arr = frame.to_ndarray(format="rgb24")
+    if rotation:
+        arr = np.ascontiguousarray(np.rot90(arr, k=-(rotation // 90)))
+    return arr
+
+
+# --------------------------------------------------------------------------------------------
+# Windows: frame sampling by pts, audio cut at window bounds
+# --------------------------------------------------------------------------------------------
+
+
+class _WindowAssembler:
+    """Turn a stream of decoded frames and audio samples into :class:`Window` objects.
+
+    Frame rule: for each target time ``k / visual_fps`` (k = 0, 1, ...) the frame shown at that
+    time is chosen, i.e. the latest frame whose pts is <= the target (within :data:`TIME_EPS_S`);
+    targets before the first frame take the first frame. A frame chosen for several targets (a
+    source slower than ``visual_fps``) appears once, so ``T`` may be smaller than
+    ``window_s * visual_fps``. A chosen frame belongs to the window that contains its pts, so
+    ``start_s <= frame_times_s < end_s``. Only chosen frames are converted to RGB.
+
+    Audio rule: window ``k`` holds samples ``[round(start_s * 16000), round(end_s * 16000))``; the
+    last window takes the rest, so the windows' waveforms concatenate to the whole signal.
+
+    A window is released once both streams have gone :data:`MIN_TAIL_SECONDS` past its end, so
+    that a last window shorter than that can be merged into the one before it.
+    """
+
+    def __init__(self, window_s, visual_fps, has_video, has_audio, frame_shape, max_duration_s, path):
+        self.window_s = float(window_s)
+        self.step_s = 1.0 / float(visual_fps)
+        self.has_video = has_video
+        self.has_audio = has_audio
+        self.frame_shape = frame_shape  # (H, W) of upright frames, for empty windows
+        self.max_duration_s = max_duration_s
+        self.path = path
+        self.target = 0  # index of the next target time
+        self.prev = None  # [time, converter, used] of the latest decoded frame
+        self.chosen: list[tuple[float, np.ndarray]] = []
+        self.video_time = 0.0
+        self.video_end = 0.0
+        self.audio: list[np.ndarray] = []
+        self.audio_total = 0  # samples received so far
+        self.audio_taken = 0  # samples handed out in windows
+        self.audio_end = None  # stated end of the audio stream in samples, to trim codec padding
+        self.index = 0
+
+    def _check_time(self, t: float) -> None:
+        if t > self.max_duration_s + self.window_s:
+            raise LimitExceededError(
+                f"media runs past the limit of {self.max_duration_s} s while decoding", self.path
+            )
+
+    def _choose(self, t: float, convert: Callable[[], np.ndarray]) -> None:
+        arr = convert()
+        self.frame_shape = arr.shape[:2]
+        self.chosen.append((t, arr))
+
+    def add_frame(self, t: float, duration_s: float, convert: Callable[[], np.ndarray]) -> None:
+        """Add a decoded frame with pts ``t`` (s) and display time ``duration_s`` (s)."""
+        self._check_time(t)
+        cur_used = False
+        while self.target * self.step_s < t - TIME_EPS_S:
+            if self.prev is None:
+                if not cur_used:  # target before the first frame: take the first frame
+                    self._choose(t, convert)
+                    cur_used = True
+            elif not self.prev[2]:
+                self._choose(self.prev[0], self.prev[1])
+                self.prev[2] = True
+            self.target += 1
+        self.prev = [t, convert, cur_used]
+        self.video_time = max(self.video_time, t)
+        self.video_end = max(self.video_end, t + max(duration_s, 0.0))
+
+    def add_audio(self, samples: np.ndarray) -> None:
+        """Add mono float32 samples at :data:`SAMPLE_RATE`."""
+        if samples.size:
+            self.audio.append(samples)
+            self.audio_total += samples.size
+            self._check_time(self.audio_total / SAMPLE_RATE)
+
+    def _take_audio(self, n: int | None) -> np.ndarray:
+        if not self.has_audio:
+            return np.zeros((0,), np.float32)
+        data = np.concatenate(self.audio) if self.audio else np.zeros((0,), np.float32)
+        n = data.size if n is None else max(0, min(n, data.size))
+        out, rest = data[:n], data[n:]
+        self.audio = [rest] if rest.size else []
+        self.audio_taken += n
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def _emit(self, start_s: float, end_s: float, last: bool) -> Window:
+        if last:
+            frames, self.chosen = self.chosen, []
+        else:
+            frames = [c for c in self.chosen if c[0] < end_s - TIME_EPS_S]
+            self.chosen = self.chosen[len(frames):]
+        if frames:
+            arrays = np.stack([f[1] for f in frames])
+            times = np.array([max(f[0], 0.0) for f in frames], dtype=np.float64)
+        else:
+            h, w = self.frame_shape if self.has_video and self.frame_shape else (0, 0)
+            arrays = np.zeros((0, h, w, 3), np.uint8)
+            times = np.zeros((0,), np.float64)
+        n = None if last else int(round(end_s * SAMPLE_RATE)) - self.audio_taken
+        window = Window(index=self.index, start_s=start_s, end_s=end_s, frames=arrays,
+                        frame_times_s=times, waveform=self._take_audio(n), has_audio=self.has_audio)
+        self.index += 1
+        return window
+
+    def ready(self) -> Iterator[Window]:
+        """Yield the windows that no later frame or sample can change."""
+        while True:
+            start = self.index * self.window_s
+            end = start + self.window_s
+            if self.has_video and self.video_time < end + MIN_TAIL_SECONDS - TIME_EPS_S:
+                return
+            if self.has_audio and self.audio_total < round((end + MIN_TAIL_SECONDS) * SAMPLE_RATE):
+                return
+            yield self._emit(start, end, last=False)
+
+    def _trim_padding(self) -> None:
+        """Drop decoded audio past the stream's stated end when it is codec padding (AAC, Opus).
+
+        An AAC encoder pads its last frame to 1024 samples; FFmpeg trims the priming at the start
+        (edit list) but not the padding at the end. More than :data:`MAX_CODEC_PADDING_S` past the
+        stated end means the stated duration is an estimate, so nothing is trimmed then.
+        """
+        if self.audio_end is None:
+            return
+        extra = self.audio_total - self.audio_end
+        if 0 < extra <= MAX_CODEC_PADDING_S * SAMPLE_RATE and extra <= self.audio_total - self.audio_taken:
+            data = np.concatenate(self.audio)
+            self.audio = [data[: data.size - extra]]
+            self.audio_total -= extra
+
+    def finish(self) -> Iterator[Window]:
+        """Resolve the last frame and yield the remaining windows (at least one per file)."""
+        self._trim_padding()
+        if self.prev is not None and not self.prev[2]:
+            if self.target * self.step_s < max(self.video_end, self.prev[0] + TIME_EPS_S) - TIME_EPS_S \
+                    or self.target * self.step_s <= self.prev[0] + TIME_EPS_S:
+                self._choose(self.prev[0], self.prev[1])
+            self.prev[2] = True
+        self.prev = None
+        media_end = max(self.video_end if self.has_video else 0.0, self.audio_total / SAMPLE_RATE)
+        while True:
+            start = self.index * self.window_s
+            end = start + self.window_s
+            if media_end - end < MIN_TAIL_SECONDS:
+                yield self._emit(start, max(media_end, start), last=True)
+                return
+            yield self._emit(start, end, last=False)
+
+
+def _downmix(frame) -> np.ndarray:
+    """Planar float frame ``(C, S)`` -> mono ``(S,)``: the mean of the channels, LFE left out.
+
+    FFmpeg's own mono downmix sums with gains (5.1 -> mono peaks at 1.7x), so the mean is taken
+    here; it keeps the level of a signal present in every channel.
+    """
+    x = frame.to_ndarray()
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.shape[0] == 1:
+        return np.ascontiguousarray(x[0], dtype=np.float32)
+    names = [c.name for c in frame.layout.channels] if frame.layout is not None else []
+    keep = [i for i, name in enumerate(names) if name != "LFE"] if len(names) == x.shape[0] else []
+    return np.ascontiguousarray((x[keep] if keep else x).mean(axis=0), dtype=np.float32)
+
+
+class _Resampler:
+    """Any audio frame -> mono float32 at :data:`SAMPLE_RATE`, streaming, format changes allowed."""
+
+    def __init__(self):
+        self._resampler = None
+
+    def _new(self):
+        return av.AudioResampler(format="fltp", layout=None, rate=SAMPLE_RATE)
+
+    def push(self, frame) -> list[np.ndarray]:
+        if self._resampler is None:
+            self._resampler = self._new()
+        try:
+            out = self._resampler.resample(frame)
+        except ValueError:  # the input format changed mid-stream: drain and start afresh
+            out = self.flush()
+            self._resampler = self._new()
+            out += [_downmix(f) for f in self._resampler.resample(frame)]
+            return out
+        return [_downmix(f) for f in out]
+
+    def flush(self) -> list[np.ndarray]:
+        if self._resampler is None:
+            return []
+        out = [_downmix(f) for f in self._resampler.resample(None)]
+        self._resampler = None
+        return out
+
+
+def _iter_av(path, info: MediaInfo, window_s, visual_fps, limits, video_wanted=True):
+    container = _open_av(path, "video")
+    try:
+        video, audio = _pick_streams(container, path)
+        if info.kind == "audio" or not video_wanted:
+            video = None
+        if not info.has_audio:
+            audio = None
+        streams = [s for s in (video, audio) if s is not None]
+        if video is not None:
+            video.thread_type = "AUTO"
+        origin = _origin_s(streams)
+        fallback_frame_s = 1.0 / info.fps if info.fps else 1.0 / 25.0
+        shape = (info.height, info.width) if video is not None and info.width else None
+        asm = _WindowAssembler(window_s, visual_fps, video is not None, audio is not None, shape,
+                               limits.max_duration_s, path)
+        if audio is not None and audio.duration is not None and audio.time_base is not None:
+            start = float(audio.start_time * audio.time_base) if audio.start_time is not None else origin
+            asm.audio_end = int(round((start - origin + float(audio.duration * audio.time_base)) * SAMPLE_RATE))
+        resampler = _Resampler()
+        coded_size = None
+        audio_started = False
+        last_t = -fallback_frame_s
+        decoded = 0
+        for packet in container.demux(*streams):
+            try:
+                frames = packet.decode()
+            except (av.error.InvalidDataError, av.error.EOFError, av.error.UndefinedError):
+                continue  # a damaged packet: FFmpeg conceals it, so do we
+            for frame in frames:
+                decoded += 1
+                if packet.stream.type == "video":
+                    t = float(frame.time) - origin if frame.time is not None else last_t + fallback_frame_s
+                    last_t = t
+                    if coded_size is None:
+                        coded_size = (frame.width, frame.height)
+                    dur = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else 0.0
+                    convert = _FrameConverter(frame, info.rotation, coded_size)
+                    asm.add_frame(t, dur or fallback_frame_s, convert)
+                else:
+                    if not audio_started:
+                        audio_started = True
+                        lead = float(frame.time) - origin if frame.time is not None else 0.0
+                        if lead > 1e-3:  # audio starts after the video: keep them in sync
+                            asm.add_audio(np.zeros(int(round(lead * SAMPLE_RATE)), np.float32))
+                    for chunk in resampler.push(frame):
+                        asm.add_audio(chunk)
+            yield from asm.ready()
+        for chunk in resampler.flush():
+            asm.add_audio(chunk)
+        if decoded == 0:
+            raise CorruptMediaError("truncated or corrupt: no frame could be decoded", path)
+        if info.kind == "audio" and asm.audio_total < MIN_AUDIO_SAMPLES:
+            raise AudioTooShortError(
+                f"audio has {asm.audio_total} samples at {SAMPLE_RATE} Hz, fewer than the "
+                f"{MIN_AUDIO_SAMPLES} wav2vec2 needs", path,
+            )
+        yield from asm.finish()
+    except av.error.FFmpegError as error:
+        raise CorruptMediaError(f"decoding failed part-way ({error})", path) from error
+    finally:
+        container.close()
+
+
+class _FrameConverter:
+    """Deferred RGB conversion of one decoded frame (only chosen frames are converted)."""
+
+    __slots__ = ("frame", "rotation", "size")
+
+    def __init__(self, frame, rotation, size):
+        self.frame, self.rotation, self.size = frame, rotation, size
+
+    def __call__(self) -> np.ndarray:
+        return _video_frame_rgb(self.frame, self.rotation, self.size)
+
+
+def _image_orientation(img: Image.Image) -> int:
+    try:
+        return int(img.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+    except (ValueError, TypeError, OSError, SyntaxError):
+        return 1  # a broken EXIF block: show the pixels as stored
+
+
+def _iter_pillow(path, info: MediaInfo, window_s, visual_fps, limits):
+    img = _open_image(path, limits)
+    with img:
+        orientation = _image_orientation(img)
+        if info.kind == "image":
+            _load_pil_frame(img, path)
+            rgb = _pil_frame_rgb(img, orientation)
+            yield Window(index=0, start_s=0.0, end_s=0.0, frames=rgb[None],
+                         frame_times_s=np.zeros((1,), np.float64))
+            return
+        asm = _WindowAssembler(window_s, visual_fps, True, False, (info.height, info.width),
+                               limits.max_duration_s, path)
+        t = 0.0
+        for i in range(int(getattr(img, "n_frames", 1))):
+            try:
+                img.seek(i)
+            except (EOFError, OSError, ValueError) as error:
+                raise CorruptMediaError(f"truncated or corrupt animation ({error})", path) from error
+            _load_pil_frame(img, path)
+            duration = _gif_frame_seconds(img)
+            snapshot = img.copy()  # seek() reuses the buffer; the frame may be chosen later
+            asm.add_frame(t, duration, lambda im=snapshot: _pil_frame_rgb(im, orientation))
+            t += duration
+            yield from asm.ready()
+        yield from asm.finish()
+
+
+def _as_waveform(source) -> tuple[np.ndarray, int]:
+    """In-memory audio -> (float32 mono (S,), sample rate in Hz); see :func:`iter_windows`."""
+    if isinstance(source, tuple):
+        if len(source) != 2:
+            raise ValueError("in-memory audio must be (waveform, sample_rate)")
+        data, rate = source
+        if not isinstance(rate, (int, np.integer)) or int(rate) <= 0:
+            raise ValueError(f"sample_rate must be a positive integer in Hz, got {rate!r}")
+        rate = int(rate)
+    else:
+        data, rate = source, SAMPLE_RATE
+    x = np.asarray(data)
+    if x.ndim == 2:
+        if x.shape[0] > 64:
+            raise ValueError(f"a 2-D waveform must be (channels, samples), got shape {x.shape}")
+    elif x.ndim != 1:
+        raise ValueError(f"a waveform must be (samples,) or (channels, samples), got shape {x.shape}")
+    if x.dtype == np.int16:
+        x = x.astype(np.float32) / 32768.0
+    elif x.dtype == np.int32:
+        x = x.astype(np.float32) / 2147483648.0
+    elif x.dtype == np.uint8:
+        x = (x.astype(np.float32) - 128.0) / 128.0
+    elif np.issubdtype(x.dtype, np.floating):
+        x = np.nan_to_num(x.astype(np.float32))
+    else:
+        raise ValueError(f"waveform dtype {x.dtype} is not supported (use float, int16, int32 or uint8)")
+    if x.ndim == 2:
+        x = x.mean(axis=0)
+    return np.ascontiguousarray(x, dtype=np.float32), rate
+
+
+def _resample_array(x: np.ndarray, rate: int) -> Iterator[np.ndarray]:
+    """Resample mono float32 audio to :data:`SAMPLE_RATE` with FFmpeg, one second at a time."""
+    if rate == SAMPLE_RATE:
+        for i in range(0, x.size, SAMPLE_RATE):
+            yield x[i:i + SAMPLE_RATE]
+        return
+    resampler = _Resampler()
+    for i in range(0, x.size, rate):
+        frame = av.AudioFrame.from_ndarray(x[None, i:i + rate], format="flt", layout="mono")
+        frame.sample_rate = rate
+        yield from resampler.push(frame)
+    yield from resampler.flush()
+
+
+def _iter_array(source, window_s, visual_fps, limits):
+    x, rate = _as_waveform(source)
+    duration = x.size / rate
+    if duration > limits.max_duration_s:
+        raise LimitExceededError(f"audio lasts {duration:.1f} s, over the limit of {limits.max_duration_s} s")
+    if duration * SAMPLE_RATE < MIN_AUDIO_SAMPLES - 0.5:
+        raise AudioTooShortError(
+            f"audio has {duration * SAMPLE_RATE:.0f} samples at {SAMPLE_RATE} Hz, fewer than the "
+            f"{MIN_AUDIO_SAMPLES} wav2vec2 needs"
+        )
+
+    def generate():
+        asm = _WindowAssembler(window_s, visual_fps, False, True, None, limits.max_duration_s, None)
+        for chunk in _resample_array(x, rate):
+            asm.add_audio(chunk)
+            yield from asm.ready()
+        yield from asm.finish()
+
+    return generate()
+
+
+def iter_windows(
+    source,
+    window_s: float = WINDOW_SECONDS,
+    visual_fps: float = VISUAL_FPS,
+    limits: MediaLimits = DEFAULT_LIMITS,
+    info: MediaInfo | None = None,
+) -> Iterator[Window]:
+    """Stream a media file as consecutive windows of ``window_s`` seconds.
+
+    Video and audio are decoded in one demux pass; a window is yielded as soon as it is complete,
+    so memory is bounded by about one window whatever the file's length. The file is probed (and
+    bad files rejected with a typed error) when this function is called, before the first window.
+
+    Frames are sampled at ``visual_fps`` by presentation timestamp: for each target time
+    ``k / visual_fps`` the frame on screen at that time (the latest with pts <= target; the first
+    frame for targets before it) is chosen, once. ``frame_times_s`` are those frames' real pts in
+    seconds from the start of the media, so variable frame rate is followed, and
+    ``start_s <= frame_times_s < end_s``. Frames are upright (display matrix or EXIF orientation
+    applied) uint8 RGB ``(T, H, W, 3)``.
+
+    Audio is resampled to 16 kHz and downmixed to mono float32 (mean of the channels, LFE left out)
+    and cut at window bounds: window ``k`` holds samples ``[round(start_s*16000),
+    round(end_s*16000))``, so the waveforms concatenate to the whole signal. Audio that starts
+    later than the video is preceded by silence so that both stay in sync.
+
+    Windows are ``[k*window_s, (k+1)*window_s)``. A file shorter than one window is one window;
+    the last partial window is kept, and one shorter than :data:`MIN_TAIL_SECONDS` is merged
+    into the window before it (so no window is a few milliseconds long). A still image is one
+    window with ``start_s = end_s = 0`` and ``T = 1``; an animated GIF/WebP is sampled like a
+    video, each frame shown for its own delay.
+
+    Parameters
+    ----------
+    source : str, os.PathLike, np.ndarray or (np.ndarray, int)
+        A file path; or in-memory audio like pyannote's ``AudioFile``: a waveform ``(S,)`` or
+        ``(C, S)`` (channels first; float in [-1, 1], int16, int32 or uint8), alone (taken to be
+        at 16 kHz) or with its sample rate in Hz as ``(waveform, sample_rate)``.
+    window_s : float
+        Window length in seconds (> 0).
+    visual_fps : float
+        Frames per second sampled from the visual stream (> 0).
+    limits : MediaLimits
+        Duration, pixel and size limits, checked before decoding and again while decoding.
+    info : MediaInfo, optional
+        The result of :func:`probe` for this path, to skip probing again.
+
+    Returns
+    -------
+    Iterator[Window]
+        A generator of windows, ``index`` 0, 1, ...
+
+    Raises
+    ------
+    ValueError
+        ``window_s`` or ``visual_fps`` not positive, or an in-memory waveform of the wrong shape.
+    DeepscanError
+        The typed errors of :func:`probe`, at call time; :class:`CorruptMediaError` or
+        :class:`LimitExceededError` while iterating when the damage or the excess shows only then.
+    """
+    if not (isinstance(window_s, (int, float)) and math.isfinite(window_s) and window_s > 0):
+        raise ValueError(f"window_s must be a positive number of seconds, got {window_s!r}")
+    if not (isinstance(visual_fps, (int, float)) and math.isfinite(visual_fps) and visual_fps > 0):
+        raise ValueError(f"visual_fps must be a positive number of frames per second, got {visual_fps!r}")
+    if isinstance(source, (tuple, np.ndarray)) or hasattr(source, "__array__"):
+        return _iter_array(source, window_s, visual_fps, limits)
+    info = info if info is not None else probe(source, limits)
+    if info.backend == "pillow":
+        return _guard(_iter_pillow(source, info, window_s, visual_fps, limits), source)
+    return _guard(_iter_av(source, info, window_s, visual_fps, limits), source)
+
+
+def _guard(windows: Iterator[Window], path) -> Iterator[Window]:
+    """Let no raw av/PIL/OS exception escape while iterating."""
+    try:
+        yield from windows
+    except DeepscanError:
+        raise
+    except (OSError, EOFError, SyntaxError) as error:
+        raise CorruptMediaError(f"reading failed part-way ({error})", path) from error
+    except (ValueError, RuntimeError, av.error.FFmpegError) as error:
+        raise MediaDecodeError(f"decoding failed part-way ({error})", path) from error
+
+
+def load_image(path: str | os.PathLike, limits: MediaLimits = DEFAULT_LIMITS) -> np.ndarray:
+    """Read an image file as upright uint8 RGB.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A still or animated image (an animation gives its first frame) or a video (first frame).
+    limits : MediaLimits
+        Size and pixel limits.
+
+    Returns
+    -------
+    np.ndarray
+        uint8 ``(H, W, 3)``, EXIF orientation / display matrix applied, alpha flattened on white.
+
+    Raises
+    ------
+    NoDecodableStreamError
+        The file is audio only.
+    DeepscanError
+        The typed errors of :func:`probe`.
+    """
+    info = probe(path, limits)
+    if not info.has_video:
+        raise NoDecodableStreamError("the file has no image or video stream", path)
+    for window in iter_windows(path, window_s=WINDOW_SECONDS, visual_fps=VISUAL_FPS, limits=limits, info=info):
+        if window.has_frames:
+            return window.frames[0]
+    raise CorruptMediaError("no frame could be decoded", path)
+
+
+def load_waveform(source, limits: MediaLimits = DEFAULT_LIMITS) -> np.ndarray:
+    """Read a file's audio (or in-memory audio) as mono float32 at 16 kHz.
+
+    Parameters
+    ----------
+    source : str, os.PathLike, np.ndarray or (np.ndarray, int)
+        A path, or in-memory audio as accepted by :func:`iter_windows`.
+    limits : MediaLimits
+        Duration and size limits.
+
+    Returns
+    -------
+    np.ndarray
+        float32 ``(S,)`` at :data:`SAMPLE_RATE` Hz, mean of the channels.
+
+    Raises
+    ------
+    NoDecodableStreamError
+        The file has no audio stream.
+    AudioTooShortError
+        Fewer than :data:`MIN_AUDIO_SAMPLES` samples.
+    DeepscanError
+        The typed errors of :func:`probe`.
+    """
+    if isinstance(source, (tuple, np.ndarray)) or hasattr(source, "__array__"):
+        windows = _iter_array(source, WINDOW_SECONDS, VISUAL_FPS, limits)
+    else:
+        info = probe(source, limits)
+        if not info.has_audio:
+            raise NoDecodableStreamError("the file has no audio stream", source)
+        windows = _guard(_iter_av(source, info, WINDOW_SECONDS, VISUAL_FPS, limits, video_wanted=False), source)
+    parts = [w.waveform for w in windows]
+    wave = np.concatenate(parts) if parts else np.zeros((0,), np.float32)
+    if wave.size < MIN_AUDIO_SAMPLES:
+        raise AudioTooShortError(
+            f"audio has {wave.size} samples at {SAMPLE_RATE} Hz, fewer than the {MIN_AUDIO_SAMPLES} wav2vec2 needs",
+            None if isinstance(source, (tuple, np.ndarray)) else source,
+        )
+    return wave
+
+
+# --------------------------------------------------------------------------------------------
+# Finding files
+# --------------------------------------------------------------------------------------------
+
+
+def iter_media_files(
+    paths,
+    recursive: bool = True,
+    on_error: Callable[[Path, DeepscanError], None] | None = None,
+) -> Iterator[Path]:
+    """Expand files and directories into the media files to scan, in a deterministic order.
+
+    A path named explicitly that is not a directory is always yielded, media or not, existing or
+    not, so that it gets a result (``probe`` then says why it can't be read). Inside directories,
+    entries are visited in sorted name order, files are kept when their first bytes look like
+    media (:func:`sniff_kind`), other files are skipped silently, and directories are entered
+    once each by real path, so symbolic-link cycles end. Sockets, pipes and devices are skipped
+    (opening a pipe would block).
+
+    Parameters
+    ----------
+    paths : str, os.PathLike or iterable of them
+        Files and directories.
+    recursive : bool
+        Walk into subdirectories (otherwise only the files directly inside a named directory).
+    on_error : callable(path, error), optional
+        Called with an :class:`UnreadableFileError` for each entry inside a directory that can't
+        be read (permission denied, broken symbolic link). When ``None``, such entries are yielded
+        instead, so that the caller's ``probe`` reports them; nothing is dropped either way.
+
+    Yields
+    ------
+    pathlib.Path
+        Paths as found (not resolved), so a file is reported under the name it was given.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    visited: set[str] = set()
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            yield from _walk(path, recursive, on_error, visited, top=True)
+        else:
+            yield path
+
+
+def _walk(directory: Path, recursive, on_error, visited: set[str], top: bool) -> Iterator[Path]:
+    real = os.path.realpath(directory)
+    if real in visited:
+        return
+    visited.add(real)
+
+    def report(path: Path, error: DeepscanError) -> Iterator[Path]:
+        if on_error is not None:
+            on_error(path, error)
+        else:
+            yield path
+
+    try:
+        with os.scandir(directory) as scan:
+            entries = sorted(scan, key=lambda e: e.name)
+    except OSError as error:
+        yield from report(directory, UnreadableFileError(_os_reason(error), directory))
+        return
+    for entry in entries:
+        path = Path(entry.path)
+        try:
+            is_dir = entry.is_dir()
+            is_file = entry.is_file()
+        except OSError as error:
+            yield from report(path, UnreadableFileError(_os_reason(error), path))
+            continue
+        if is_dir:
+            if recursive:
+                yield from _walk(path, recursive, on_error, visited, top=False)
+            continue
+        if not is_file:
+            if entry.is_symlink() and not os.path.exists(path):
+                yield from report(path, UnreadableFileError("broken symbolic link", path))
+            continue
+        try:
+            kind = sniff_kind(path)
+        except UnreadableFileError as error:
+            yield from report(path, error)
+            continue
+        if kind is not None:
+            yield path
