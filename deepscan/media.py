@@ -426,6 +426,7 @@ def _animated_duration(img: Image.Image, path) -> float:
     try:
         for i in range(img.n_frames):
             img.seek(i)
+            img.load()  # WebP sets a frame's duration when it is loaded
             total += _gif_frame_seconds(img)
         img.seek(0)
     except (OSError, EOFError, ValueError, SyntaxError) as error:
