@@ -929,7 +929,7 @@ class _WindowAssembler:
 
 
 def _downmix(frame) -> np.ndarray:
-    """Planar float frame ``(C, S)`` -> mono ``(S,)``: the mean of the channels, LFE left out.
+    """Planar float frame ``(C, S)`` -> mono ``(S,)`` in [-1, 1]: the mean of the channels, LFE left out.
 
     FFmpeg's own mono downmix sums with gains (5.1 -> mono peaks at 1.7x), so the mean is taken
     here; it keeps the level of a signal present in every channel.
@@ -937,11 +937,12 @@ def _downmix(frame) -> np.ndarray:
     x = frame.to_ndarray()
     if x.ndim == 1:
         x = x[None, :]
-    if x.shape[0] == 1:
-        return np.ascontiguousarray(x[0], dtype=np.float32)
-    names = [c.name for c in frame.layout.channels] if frame.layout is not None else []
-    keep = [i for i, name in enumerate(names) if name != "LFE"] if len(names) == x.shape[0] else []
-    return np.ascontiguousarray((x[keep] if keep else x).mean(axis=0), dtype=np.float32)
+    if x.shape[0] > 1:
+        names = [c.name for c in frame.layout.channels] if frame.layout is not None else []
+        keep = [i for i, name in enumerate(names) if name != "LFE"] if len(names) == x.shape[0] else []
+        x = (x[keep] if keep else x).mean(axis=0, keepdims=True)
+    # resampling overshoots a full-scale input by a few percent (Gibbs); keep [-1, 1]
+    return np.clip(x[0], -1.0, 1.0).astype(np.float32, copy=False)
 
 
 class _Resampler:
@@ -1112,7 +1113,7 @@ def _as_waveform(source) -> tuple[np.ndarray, int]:
         raise ValueError(f"waveform dtype {x.dtype} is not supported (use float, int16, int32 or uint8)")
     if x.ndim == 2:
         x = x.mean(axis=0)
-    return np.ascontiguousarray(x, dtype=np.float32), rate
+    return np.ascontiguousarray(np.clip(x, -1.0, 1.0), dtype=np.float32), rate
 
 
 def _resample_array(x: np.ndarray, rate: int) -> Iterator[np.ndarray]:
