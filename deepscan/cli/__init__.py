@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from deepscan import __version__
+from deepscan.cli import check as _check
 from deepscan.cli import probe as _probe
 
 app = typer.Typer(
@@ -36,6 +37,7 @@ def _root(
     """Offline deepfake scanner for video, audio and images."""
 
 
+app.command("check")(_check.check)
 app.command("probe")(_probe.probe)
 
 

@@ -84,8 +84,9 @@ def _emit(record: dict, output_format: str) -> None:
 
 def _table(records: list[dict]) -> Table:
     table = Table(title="deepscan probe")
-    for column in ("file", "kind", "duration", "size", "fps", "audio", "rotation", "status"):
-        table.add_column(column)
+    table.add_column("file", overflow="fold", ratio=3)
+    for column in ("kind", "duration", "size", "fps", "audio", "rotation", "status"):
+        table.add_column(column, no_wrap=True)
     for r in records:
         if r["status"] != "ok":
             table.add_row(r["path"], "", "", "", "", "", "", f"[red]{r['reason']}[/]")

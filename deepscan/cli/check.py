@@ -1,0 +1,135 @@
+"""``deepscan check PATH...``: scan files and directories and print a verdict per file."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from deepscan.cli.common import (
+    EXIT_FAKE, EXIT_FILE_ERRORS, EXIT_INTERRUPTED, EXIT_MODEL_ERROR, EXIT_OK, EXIT_USAGE, OutputFormat,
+    open_output, progress_enabled, stderr,
+)
+from deepscan.errors import (
+    CheckpointError, DeepscanError, DetectorNotConfiguredError, ModelLoadingError,
+)
+from deepscan.results import summarize
+
+
+def check(
+    paths: List[Path] = typer.Argument(..., help="Media files or directories (walked recursively)."),
+    detector: Optional[Path] = typer.Option(
+        None, "--detector", "-d", envvar="DEEPSCAN_DETECTOR",
+        help="Detector checkpoint (.safetensors). Also read from $DEEPSCAN_DETECTOR."),
+    encoders: str = typer.Option("default", "--encoders", help="Encoders: default, debug, or a directory with image/ and audio/."),
+    image_encoder: Optional[str] = typer.Option(None, "--image-encoder", help="Image encoder: hub id or local directory."),
+    audio_encoder: Optional[str] = typer.Option(None, "--audio-encoder", help="Audio encoder: hub id or local directory."),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.table, "--format", "-f", help="table (people), json, jsonl, csv, or junit (CI)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write results to this file instead of stdout."),
+    fail_on_fake: bool = typer.Option(False, "--fail-on-fake", help="Exit with code 1 when any file is judged fake."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    precision: str = typer.Option("auto", "--precision", help="Encoder precision: auto (bf16 where the hardware has it), fp32 or bf16."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Face crops per encoder batch."),
+    face_detector: str = typer.Option("haar", "--face-detector", help="haar (built in) or yunet (needs --yunet-model)."),
+    yunet_model: Optional[Path] = typer.Option(None, "--yunet-model", help="Path of face_detection_yunet_2023mar.onnx."),
+    recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Walk into subdirectories."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Scan media for manipulation: one verdict per file, with per-modality and per-window scores."""
+    from deepscan.faces import FaceDetectorConfig
+    from deepscan.scanner import Scanner
+
+    missing = [str(p) for p in paths if not p.exists() and not p.is_symlink()]
+    if missing:
+        stderr.print(f"[red]error:[/] no such file or directory: {', '.join(missing)}")
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        face_config = FaceDetectorConfig(backend=face_detector, model_path=str(yunet_model) if yunet_model else None)
+        scanner = Scanner(detector=detector, encoders=encoders, image_encoder=image_encoder,
+                          audio_encoder=audio_encoder, device=device, precision=precision,
+                          face_config=face_config, batch_frames=batch_size)
+    except DetectorNotConfiguredError as error:
+        stderr.print(f"[red]error:[/] {error.message}")
+        raise typer.Exit(EXIT_USAGE)
+    except (ModelLoadingError, CheckpointError) as error:
+        stderr.print(f"[red]error:[/] {error}")
+        raise typer.Exit(EXIT_MODEL_ERROR)
+    except (DeepscanError, ValueError) as error:
+        stderr.print(f"[red]error:[/] {error}")
+        raise typer.Exit(EXIT_USAGE)
+    if scanner.detector_info.get("label"):
+        stderr.print(f"[bold yellow]{scanner.detector_info['label']}[/]")
+
+    results = []
+    interrupted = False
+    with open_output(output) as stream:
+        writer = _streaming_writer(output_format, stream)
+        with _progress(not progress_enabled(output_format.value, quiet)) as progress:
+            task = progress.add_task("scanning", total=None)
+            try:
+                for result in scanner.scan(paths, recursive=recursive,
+                                           on_progress=lambda _p, s: progress.advance(task, s)):
+                    results.append(result)
+                    progress.update(task, description=f"{len(results)} files")
+                    if writer is not None:
+                        writer.write(result)
+            except KeyboardInterrupt:
+                interrupted = True
+        _write_final(output_format, results, stream, output)
+    counts = summarize(results)
+    stderr.print(", ".join(f"{v} {k}" for k, v in counts.items()))
+    if interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if fail_on_fake and counts["fake"]:
+        raise typer.Exit(EXIT_FAKE)
+    raise typer.Exit(EXIT_FILE_ERRORS if counts["errors"] else EXIT_OK)
+
+
+def _streaming_writer(output_format: OutputFormat, stream):
+    from deepscan.writers import CsvWriter, JsonLinesWriter
+
+    if output_format == OutputFormat.jsonl:
+        return JsonLinesWriter(stream)
+    if output_format == OutputFormat.csv:
+        return CsvWriter(stream)
+    return None
+
+
+def _write_final(output_format: OutputFormat, results, stream, output) -> None:
+    from deepscan.writers import render_table, write_json, write_junit
+
+    if output_format == OutputFormat.table:
+        Console(file=stream, soft_wrap=False, width=None if output is None else 160).print(render_table(results))
+    elif output_format == OutputFormat.json:
+        write_json(results, stream)
+    elif output_format == OutputFormat.junit:
+        write_junit(results, stream)
+
+
+class _NoProgress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, *args, **kwargs):
+        return 0
+
+    def advance(self, *args, **kwargs):
+        pass
+
+    def update(self, *args, **kwargs):
+        pass
+
+
+def _progress(disabled: bool):
+    if disabled:
+        return _NoProgress()
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f} media-s"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=stderr, transient=True)
