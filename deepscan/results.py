@@ -85,6 +85,9 @@ class ScanResult:
         ``{"name", "sha256", "trained_on", "synthetic": bool, "label"}``.
     elapsed_s : float
         Wall-clock seconds spent on this file.
+    thumbnails : list of dict
+        Face crops of the most suspicious windows: ``{"window", "start_s", "end_s", "p_fake",
+        "jpeg_base64"}`` (112x112 JPEG), highest ``p_fake`` first.
     """
 
     path: str
@@ -100,6 +103,7 @@ class ScanResult:
     faces: dict = field(default_factory=dict)
     detector: dict = field(default_factory=dict)
     elapsed_s: float = 0.0
+    thumbnails: list = field(default_factory=list)
 
     @classmethod
     def error(cls, path: str, reason: str, message: str | None = None, **facts) -> "ScanResult":

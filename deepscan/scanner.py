@@ -27,6 +27,8 @@ from deepscan.results import (
 )
 
 DEFAULT_BATCH_FRAMES = 64  # face crops per image-encoder batch (windows are batched up to this)
+THUMBNAIL_SIZE = 112  # px, side of the face-crop thumbnails kept for reports
+THUMBNAILS_PER_FILE = 3  # thumbnails of the most suspicious windows kept per file
 DETECTOR_ENV = "DEEPSCAN_DETECTOR"  # environment variable naming the default detector checkpoint
 
 NO_DETECTOR_HELP = (
@@ -134,6 +136,7 @@ class _FileState:
     frames_with_face: int = 0
     n_faces_max: int = 0
     audio_reasons: set = field(default_factory=set)
+    thumbnails: list = field(default_factory=list)  # (p_fake, window index, start_s, end_s, JPEG base64)
     done: bool = False
 
 
@@ -326,6 +329,9 @@ class Scanner:
             score = WindowScore(pw.index, pw.start_s, pw.end_s, logit_to_p(logit), logit, modalities,
                                 len(pw.crops), pw.frames_with_face)
             state.windows.append(score)
+            if len(pw.crops):
+                state.thumbnails.append((score.p_fake, pw.index, pw.start_s, pw.end_s, thumbnail(pw.crops)))
+                state.thumbnails = sorted(state.thumbnails, key=lambda t: -t[0])[:THUMBNAILS_PER_FILE]
             if on_progress is not None:
                 on_progress(state.path, max(pw.end_s - pw.start_s, 0.0))
 
@@ -379,7 +385,35 @@ def build_result(state: _FileState, checkpoint, detector_info: dict, elapsed_s: 
         faces={"frames": state.frames, "frames_with_face": state.frames_with_face,
                "max_faces": state.n_faces_max, "no_face": no_face},
         detector=detector_info, elapsed_s=elapsed_s,
+        thumbnails=[{"window": i, "start_s": a, "end_s": b, "p_fake": p, "jpeg_base64": data}
+                    for p, i, a, b, data in state.thumbnails],
     )
+
+
+def thumbnail(crops: np.ndarray, size: int = THUMBNAIL_SIZE) -> str:
+    """Base64 JPEG of the middle crop of a window, for reports.
+
+    Parameters
+    ----------
+    crops : np.ndarray
+        uint8 ``(T, H, W, 3)`` face crops, ``T >= 1``.
+    size : int
+        Side of the thumbnail in pixels.
+
+    Returns
+    -------
+    str
+        Base64 (ASCII) of a JPEG file.
+    """
+    import base64
+    import io
+
+    from PIL import Image
+
+    image = Image.fromarray(crops[len(crops) // 2]).resize((size, size), Image.BILINEAR)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=80)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def describe_detector(checkpoint, debug_encoders: bool = False) -> dict:
