@@ -17,7 +17,7 @@ import math
 import os
 import stat
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -791,7 +791,9 @@ class _WindowAssembler:
     targets before the first frame take the first frame. A frame chosen for several targets (a
     source slower than ``visual_fps``) appears once, so ``T`` may be smaller than
     ``window_s * visual_fps``. A chosen frame belongs to the window that contains its pts, so
-    ``start_s <= frame_times_s < end_s``. Only chosen frames are converted to RGB.
+    ``start_s <= frame_times_s < end_s`` (a frame chosen for a window's first target but shown
+    just before the window starts stays in the earlier window, which may then hold one frame
+    more). Only chosen frames are converted to RGB.
 
     Audio rule: window ``k`` holds samples ``[round(start_s * 16000), round(end_s * 16000))``; the
     last window takes the rest, so the windows' waveforms concatenate to the whole signal.
@@ -1063,7 +1065,11 @@ def _iter_pillow(path, info: MediaInfo, window_s, visual_fps, limits):
         orientation = _image_orientation(img)
         if info.kind == "image":
             _load_pil_frame(img, path)
-            rgb = _pil_frame_rgb(img, orientation)
+            try:
+                upright = ImageOps.exif_transpose(img)  # EXIF or XMP orientation
+            except (ValueError, TypeError, OSError, SyntaxError):
+                upright = _oriented(img, orientation)
+            rgb = _pil_to_rgb(upright)
             yield Window(index=0, start_s=0.0, end_s=0.0, frames=rgb[None],
                          frame_times_s=np.zeros((1,), np.float64))
             return
@@ -1166,7 +1172,8 @@ def iter_windows(
 
     Frames are sampled at ``visual_fps`` by presentation timestamp: for each target time
     ``k / visual_fps`` the frame on screen at that time (the latest with pts <= target; the first
-    frame for targets before it) is chosen, once. ``frame_times_s`` are those frames' real pts in
+    frame for targets before it) is chosen, once, so a source slower than ``visual_fps`` gives
+    fewer frames, never repeats. ``frame_times_s`` are those frames' real pts in
     seconds from the start of the media, so variable frame rate is followed, and
     ``start_s <= frame_times_s < end_s``. Frames are upright (display matrix or EXIF orientation
     applied) uint8 RGB ``(T, H, W, 3)``.

@@ -17,7 +17,7 @@ from deepscan.errors import (
 )
 from deepscan.media import SAMPLE_RATE, iter_media_files, iter_windows, load_image, probe
 
-from conftest import CASES, SAMPLES, media_files
+from conftest import CASES, media_files
 
 CASE_ERRORS = {
     "empty_zero_bytes.mp4": EmptyFileError,
