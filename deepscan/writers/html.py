@@ -1,0 +1,343 @@
+"""A self-contained HTML report of scan results: summary, sortable table, one card per file.
+
+The report is a single UTF-8 file that works offline: styles and the small sort/filter script are
+inline, plots are inline SVG drawn by matplotlib, face thumbnails are ``data:`` URIs. Nothing is
+fetched from the network when it is opened. The template is Jinja2 with autoescaping on, so file
+names (non-ASCII, ``<``, ``&``, quotes) and reasons are shown as text, never as markup.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import jinja2
+from markupsafe import Markup
+
+from deepscan.results import MODALITIES, STATUS_OK, ScanResult, summarize
+
+DEFAULT_TITLE = "deepscan report"
+TEMPLATE_NAME = "report.html.j2"
+
+MAX_PLOT_POINTS = 160  # windows per timeline before they are max-pooled into bins
+PLOT_SIZE_IN = (6.4, 1.9)  # timeline figure size, inches (rendered at 100% of the card's width)
+PLOT_COLORS = {"fused": "#111827", "image": "#2563eb", "audio": "#d97706", "video": "#059669"}
+THRESHOLD_COLOR = "#dc2626"
+
+_BASE64 = re.compile(r"^[A-Za-z0-9+/=\s]*$")
+
+
+def render_html(results: Sequence[ScanResult], title: str = DEFAULT_TITLE,
+                generated_at: datetime | None = None) -> str:
+    """Render results as one self-contained HTML document.
+
+    Parameters
+    ----------
+    results : sequence of ScanResult
+        The scanned files, in the order to show them.
+    title : str
+        Page title and heading.
+    generated_at : datetime, optional
+        Time shown in the header; now (UTC) when omitted.
+
+    Returns
+    -------
+    str
+        The HTML document (UTF-8 text, ``<!doctype html>`` first).
+
+    Raises
+    ------
+    TypeError
+        When an item of ``results`` is not a :class:`ScanResult`.
+    """
+    results = list(results)
+    for item in results:
+        if not isinstance(item, ScanResult):
+            raise TypeError(f"render_html needs ScanResult objects, got {type(item).__name__}")
+    from deepscan import __version__
+
+    generated_at = generated_at or datetime.now(timezone.utc)
+    files = [_file_view(i, r) for i, r in enumerate(results)]
+    return _environment().get_template(TEMPLATE_NAME).render(
+        title=title,
+        generated=generated_at.strftime("%Y-%m-%d %H:%M:%S %Z").strip(),
+        version=__version__,
+        counts=summarize(results),
+        detectors=_detectors(results),
+        files=files,
+        modalities=MODALITIES,
+        colors=PLOT_COLORS,
+    )
+
+
+def write_html(results: Iterable[ScanResult], path: str | os.PathLike, title: str = DEFAULT_TITLE) -> Path:
+    """Render results with :func:`render_html` and write them to ``path`` (UTF-8).
+
+    Parameters
+    ----------
+    results : iterable of ScanResult
+    path : str or PathLike
+        The report file; missing parent directories are created.
+    title : str
+        Page title and heading.
+
+    Returns
+    -------
+    Path
+        The file written.
+
+    Raises
+    ------
+    OSError
+        When the file cannot be written.
+    """
+    path = Path(path)
+    html = render_html(list(results), title=title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html, encoding="utf-8")
+    return path
+
+
+def timeline_svg(result: ScanResult, salt: str = "0") -> str | None:
+    """Plot per-window ``p_fake`` (fused and per modality) against time as inline SVG.
+
+    Each window is drawn at its centre time; the threshold is a dashed line. Files with more than
+    :data:`MAX_PLOT_POINTS` windows are max-pooled into that many bins so that the plot stays
+    small and a short suspicious stretch stays visible.
+
+    Parameters
+    ----------
+    result : ScanResult
+        A scanned file (``status == "ok"``) with its windows.
+    salt : str
+        Makes the SVG's element ids unique when several plots share one HTML page.
+
+    Returns
+    -------
+    str or None
+        ``<svg ...>...</svg>`` markup without XML declaration, or None when there are no windows.
+    """
+    windows = [_window_dict(w) for w in result.windows]
+    if not windows:
+        return None
+    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: no global figure state, no GUI backend
+
+    starts = [float(w["start_s"]) for w in windows]
+    ends = [max(float(w["end_s"]), float(w["start_s"])) for w in windows]
+    series = {"fused": [w["p_fake"] for w in windows]}
+    for name in MODALITIES:
+        values = [(w.get("modalities") or {}).get(name) for w in windows]
+        if any(v is not None for v in values):
+            series[name] = values
+    starts, ends, series = _pool(starts, ends, series, MAX_PLOT_POINTS)
+    centres = [(s + e) / 2.0 for s, e in zip(starts, ends)]
+    instant = ends[-1] <= starts[0]  # an image: one window of no duration
+
+    rc = {"svg.fonttype": "none", "svg.hashsalt": f"deepscan-{salt}", "font.size": 8,
+          "font.family": "sans-serif", "axes.edgecolor": "#9ca3af", "axes.linewidth": 0.6,
+          "xtick.color": "#4b5563", "ytick.color": "#4b5563", "axes.labelcolor": "#374151"}
+    with matplotlib.rc_context(rc):
+        fig = Figure(figsize=PLOT_SIZE_IN)
+        ax = fig.add_subplot()
+        for name, values in series.items():
+            fused = name == "fused"
+            ys = [math.nan if v is None else float(v) for v in values]
+            style = {"color": PLOT_COLORS[name], "zorder": 3 if fused else 2}
+            if not instant:
+                # each window's score holds over its time span: a step per window, gaps where absent
+                ax.step(starts + [ends[-1]], ys + [ys[-1]], where="post", linewidth=2.0 if fused else 1.1,
+                        **style)
+            if instant or len(ys) <= 12:
+                ax.plot(centres, ys, linestyle="none", marker="o", markersize=5 if fused else 3.5, **style)
+            ax.plot([], [], label=name, linewidth=2.0 if fused else 1.1, **style)  # one legend entry
+        if result.threshold is not None:
+            ax.axhline(result.threshold, color=THRESHOLD_COLOR, linestyle="--", linewidth=1.0,
+                       label="threshold", zorder=1)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_yticks([0, 0.5, 1])
+        ax.set_ylabel("p_fake")
+        if instant:
+            ax.set_xlim(centres[0] - 1.0, centres[0] + 1.0)
+            ax.set_xticks([centres[0]])
+            ax.set_xticklabels(["whole file"])
+        else:
+            ax.set_xlim(starts[0], ends[-1])
+            ax.set_xlabel("time (s)")
+        ax.grid(axis="y", color="#e5e7eb", linewidth=0.6)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=7)
+        fig.subplots_adjust(left=0.09, right=0.83, top=0.95, bottom=0.24)
+        buffer = io.StringIO()
+        fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    return _inline_svg(buffer.getvalue())
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("deepscan.writers", "templates"),
+        autoescape=True,
+        undefined=jinja2.ChainableUndefined,  # results from older files may lack keys
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = _num
+    env.filters["pct"] = _pct
+    env.filters["seconds"] = _seconds
+    env.filters["size"] = _size
+    return env
+
+
+def _file_view(index: int, result: ScanResult) -> dict:
+    """Everything the template shows for one file, already formatted."""
+    ok = result.status == STATUS_OK
+    svg = timeline_svg(result, salt=str(index)) if ok else None
+    media = result.media or {}
+    faces = result.faces or {}
+    modalities = []
+    for name in MODALITIES:
+        info = (result.modalities or {}).get(name) or {}
+        modalities.append({"name": name, "present": bool(info.get("present")),
+                           "p_fake": info.get("p_fake"), "reason": info.get("reason")})
+    thumbnails = [t for t in (result.thumbnails or [])
+                  if isinstance(t.get("jpeg_base64"), str) and _BASE64.match(t["jpeg_base64"])]
+    return {
+        "index": index,
+        "anchor": f"file-{index}",
+        "result": result,
+        "ok": ok,
+        "name": os.path.basename(result.path.rstrip("/\\")) or result.path,
+        "verdict": (result.verdict or "error") if ok else "error",
+        "svg": Markup(svg) if svg else None,
+        "modalities": modalities,
+        "thumbnails": thumbnails,
+        "media": media,
+        "media_facts": _media_facts(media),
+        "faces": faces,
+        "window_count": len(result.windows),
+        "error_message": media.get("error"),
+    }
+
+
+def _media_facts(media: dict) -> list[tuple[str, str]]:
+    """(label, value) pairs of the probe facts worth showing, in reading order."""
+    facts = []
+    if media.get("kind"):
+        facts.append(("kind", str(media["kind"])))
+    if media.get("container"):
+        facts.append(("container", str(media["container"])))
+    codecs = " / ".join(str(c) for c in (media.get("video_codec"), media.get("audio_codec")) if c)
+    if codecs:
+        facts.append(("codecs", codecs))
+    if media.get("duration_s"):
+        facts.append(("duration", _seconds(media["duration_s"])))
+    if media.get("width") and media.get("height"):
+        facts.append(("size", f"{media['width']}×{media['height']}"))
+    if media.get("fps"):
+        facts.append(("fps", f"{media['fps']:.2f}"))
+    if media.get("has_audio"):
+        rate, channels = media.get("audio_sample_rate"), media.get("audio_channels")
+        facts.append(("audio", f"{rate} Hz × {channels} ch" if rate else "yes"))
+    elif media.get("kind") in ("video", "audio"):
+        facts.append(("audio", "none"))
+    if media.get("rotation"):
+        facts.append(("rotation", f"{media['rotation']}°"))
+    if media.get("size_bytes") is not None:
+        facts.append(("file size", _size(media["size_bytes"])))
+    return facts
+
+
+def _detectors(results: Sequence[ScanResult]) -> list[dict]:
+    """The distinct detectors behind the results (by sha256, then name), in first-seen order."""
+    seen = {}
+    for result in results:
+        detector = result.detector or {}
+        if not detector:
+            continue
+        key = detector.get("sha256") or detector.get("name")
+        seen.setdefault(key, detector)
+    return list(seen.values())
+
+
+def _window_dict(window) -> dict:
+    return window if isinstance(window, dict) else window.__dict__
+
+
+def _pool(starts: list[float], ends: list[float], series: dict, limit: int):
+    """Max-pool windows into at most ``limit`` bins.
+
+    Parameters
+    ----------
+    starts, ends : list of float
+        Window bounds, seconds, in time order.
+    series : dict of str to list of (float or None)
+        Values aligned with the windows; None where a modality is absent.
+    limit : int
+        Most bins to keep.
+
+    Returns
+    -------
+    tuple
+        ``(starts, ends, series)`` of the bins: first start, last end, and the largest value.
+    """
+    n = len(starts)
+    if n <= limit:
+        return starts, ends, series
+    bounds = [round(i * n / limit) for i in range(limit + 1)]
+    pairs = list(zip(bounds, bounds[1:]))
+    pooled = {}
+    for name, values in series.items():
+        bins = []
+        for a, b in pairs:
+            present = [v for v in values[a:b] if v is not None]
+            bins.append(max(present) if present else None)
+        pooled[name] = bins
+    return [starts[a] for a, _ in pairs], [ends[b - 1] for _, b in pairs], pooled
+
+
+def _inline_svg(text: str) -> str:
+    """Matplotlib's SVG document reduced to the ``<svg>`` element (no prolog, DTD or metadata)."""
+    text = text[text.index("<svg"):]
+    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
+    return text.replace("<svg ", '<svg role="img" aria-label="p_fake per window over time" ', 1).strip()
+
+
+def _num(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def _pct(value) -> str:
+    """A probability as a CSS width percentage in [0, 100]."""
+    if value is None:
+        return "0"
+    return f"{max(0.0, min(1.0, float(value))) * 100:.1f}"
+
+
+def _seconds(value) -> str:
+    if value is None:
+        return "–"
+    value = float(value)
+    if value >= 3600:
+        return f"{int(value // 3600)} h {int(value % 3600 // 60):02d} min"
+    if value >= 60:
+        return f"{int(value // 60)} min {value % 60:04.1f} s"
+    return f"{value:.2f} s"
+
+
+def _size(value) -> str:
+    if value is None:
+        return "–"
+    value = float(value)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
