@@ -11,6 +11,7 @@ import typer
 from deepscan import __version__
 from deepscan.cli import check as _check
 from deepscan.cli import probe as _probe
+from deepscan.cli import report as _report
 
 app = typer.Typer(
     name="deepscan",
@@ -39,6 +40,7 @@ def _root(
 
 app.command("check")(_check.check)
 app.command("probe")(_probe.probe)
+app.command("report")(_report.report)
 
 
 def main() -> None:

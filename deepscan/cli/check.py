@@ -31,6 +31,7 @@ def check(
     output_format: OutputFormat = typer.Option(
         OutputFormat.table, "--format", "-f", help="table (people), json, jsonl, csv, or junit (CI)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write results to this file instead of stdout."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML report to this file."),
     fail_on_fake: bool = typer.Option(False, "--fail-on-fake", help="Exit with code 1 when any file is judged fake."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     precision: str = typer.Option("auto", "--precision", help="Encoder precision: auto (bf16 where the hardware has it), fp32 or bf16."),
@@ -81,6 +82,14 @@ def check(
             except KeyboardInterrupt:
                 interrupted = True
         _write_final(output_format, results, stream, output)
+    if html is not None:
+        from deepscan.writers.html import write_html
+
+        try:
+            stderr.print(f"report: {write_html(results, html)}")
+        except OSError as error:
+            stderr.print(f"[red]error:[/] cannot write the HTML report {html}: {error}")
+            raise typer.Exit(EXIT_USAGE)
     counts = summarize(results)
     stderr.print(", ".join(f"{v} {k}" for k, v in counts.items()))
     if interrupted:
