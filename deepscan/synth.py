@@ -157,14 +157,28 @@ def speech_like(
 
     nyquist = sample_rate / 2
     n_harmonics = int(min(nyquist * 0.9, 5000.0) // f0.min())
-    source = np.zeros(n, np.float64)
-    for k in range(1, n_harmonics + 1):
-        freq = k * f0
-        gain = (freq < nyquist * 0.95) / k  # -6 dB/octave per harmonic amplitude ~ -12 dB/oct glottal
-        resonance = sum(
-            1.0 / (1.0 + ((freq - formants[i]) / FORMANT_BANDWIDTH_HZ[i]) ** 2) * (0.9**i) for i in range(3)
-        )
-        source += gain * (0.05 + resonance) * np.sin(k * phase)
+    # harmonic amplitudes change slowly: evaluate them every 10 ms and interpolate
+    step = max(sample_rate // 100, 1)
+    coarse = np.arange(0, n, step)
+    freq = np.arange(1, n_harmonics + 1)[:, None] * f0[coarse][None, :]  # (K, n_coarse) Hz
+    resonance = sum(
+        (0.9**i) / (1.0 + ((freq - formants[i, coarse]) / FORMANT_BANDWIDTH_HZ[i]) ** 2) for i in range(3)
+    )
+    # 1/k per harmonic amplitude ~ -12 dB/octave glottal source with +6 dB/octave lip radiation
+    gains = (freq < nyquist * 0.95) * (0.05 + resonance) / np.arange(1, n_harmonics + 1)[:, None]
+    # upsample all gains at once by linear interpolation between the 10 ms points
+    pos = np.minimum(np.arange(n) / step, coarse.size - 1.0)
+    left = np.minimum(pos.astype(np.int64), coarse.size - 1)
+    right = np.minimum(left + 1, coarse.size - 1)
+    frac = (pos - left).astype(np.float32)
+    gains = gains.astype(np.float32)
+    rotor = np.exp(1j * phase).astype(np.complex64)  # e^{i phase}; harmonic k is its k-th power
+    harmonic = rotor.copy()
+    source = np.zeros(n, np.float32)
+    for k in range(n_harmonics):
+        g = gains[k]
+        source += (g[left] * (1 - frac) + g[right] * frac) * harmonic.imag
+        harmonic *= rotor
     voice = source * envelope + 0.02 * rng.standard_normal(n) * envelope
     peak = np.abs(voice).max()
     waveform = (0.5 * voice / peak) if peak > 0 else voice
