@@ -3,12 +3,14 @@
 The layout follows the JUnit XML schema as CI systems read it (Jenkins, GitLab, GitHub Actions test
 reporters; https://github.com/testmoapp/junitxml): ``<testsuites>`` holding one ``<testsuite>``
 whose ``<testcase>`` elements are the files. A fake verdict or a scan error is a ``<failure>``; an
-``unknown`` verdict is ``<skipped>`` with its reason; a real verdict passes.
+``unknown`` verdict is ``<skipped>`` with its reason; a real verdict passes. The output validates
+against ``deepscan/writers/junit.xsd`` (the element model of Jenkins' junit-10.xsd).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
@@ -37,7 +39,8 @@ def junit_tree(results: Sequence[ScanResult], name: str = SUITE_NAME) -> ET.Elem
     total_time = sum(r.elapsed_s or 0.0 for r in results)
     attrs = {"name": name, "tests": str(counts["files"]), "failures": str(failures), "errors": "0",
              "skipped": str(counts["unknown"]), "time": f"{total_time:.3f}"}
-    root = ET.Element("testsuites", attrs)
+    # junit-10.xsd (Jenkins) has no "skipped" on <testsuites>: the count lives on <testsuite> only
+    root = ET.Element("testsuites", {k: v for k, v in attrs.items() if k != "skipped"})
     suite = ET.SubElement(root, "testsuite", {
         **attrs, "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
         "hostname": socket.gethostname()})
@@ -63,8 +66,26 @@ def junit_tree(results: Sequence[ScanResult], name: str = SUITE_NAME) -> ET.Elem
             ET.SubElement(case, "skipped", {"message": r.reason or "unknown"})
         detail = f"verdict={r.verdict} p_fake={r.p_fake} detector={r.detector.get('label') or r.detector.get('name')}"
         ET.SubElement(case, "system-out").text = detail
+    for element in root.iter():
+        element.text = _xml_text(element.text)
+        for key, value in element.attrib.items():
+            element.attrib[key] = _xml_text(value)
     ET.indent(root)
     return ET.ElementTree(root)
+
+
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(text: str | None) -> str | None:
+    """Characters XML 1.0 cannot carry (controls, lone surrogates from undecodable file names) as ``\\xNN``.
+
+    ElementTree writes them as they are, which makes the whole document ill-formed and unreadable
+    by every CI system.
+    """
+    if text is None:
+        return None
+    return _NOT_XML.sub(lambda m: m.group().encode("unicode_escape", "backslashreplace").decode("ascii"), text)
 
 
 def write_junit(results: Sequence[ScanResult], stream: IO[str], name: str = SUITE_NAME) -> None:
