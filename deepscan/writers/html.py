@@ -63,7 +63,7 @@ def render_html(results: Sequence[ScanResult], title: str = DEFAULT_TITLE,
 
     generated_at = generated_at or datetime.now(timezone.utc)
     files = [_file_view(i, r) for i, r in enumerate(results)]
-    return _environment().get_template(TEMPLATE_NAME).render(
+    html = _environment().get_template(TEMPLATE_NAME).render(
         title=title,
         generated=generated_at.strftime("%Y-%m-%d %H:%M:%S %Z").strip(),
         version=__version__,
@@ -73,6 +73,8 @@ def render_html(results: Sequence[ScanResult], title: str = DEFAULT_TITLE,
         modalities=MODALITIES,
         colors=PLOT_COLORS,
     )
+    # file names that were not valid UTF-8 reach Python as lone surrogates: show them as \udcXX
+    return html.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def write_html(results: Iterable[ScanResult], path: str | os.PathLike, title: str = DEFAULT_TITLE) -> Path:
@@ -115,7 +117,8 @@ def timeline_svg(result: ScanResult, salt: str = "0") -> str | None:
     result : ScanResult
         A scanned file (``status == "ok"``) with its windows.
     salt : str
-        Makes the SVG's element ids unique when several plots share one HTML page.
+        Token (letters, digits, "-", "_") that makes the SVG's element ids unique when several
+        plots share one HTML page.
 
     Returns
     -------
@@ -176,7 +179,7 @@ def timeline_svg(result: ScanResult, salt: str = "0") -> str | None:
         fig.subplots_adjust(left=0.09, right=0.83, top=0.95, bottom=0.24)
         buffer = io.StringIO()
         fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
-    return _inline_svg(buffer.getvalue())
+    return _inline_svg(buffer.getvalue(), prefix=f"plot{salt}-")
 
 
 def _environment() -> jinja2.Environment:
@@ -301,10 +304,17 @@ def _pool(starts: list[float], ends: list[float], series: dict, limit: int):
     return [starts[a] for a, _ in pairs], [ends[b - 1] for _, b in pairs], pooled
 
 
-def _inline_svg(text: str) -> str:
-    """Matplotlib's SVG document reduced to the ``<svg>`` element (no prolog, DTD or metadata)."""
+def _inline_svg(text: str, prefix: str) -> str:
+    """Matplotlib's SVG document reduced to the ``<svg>`` element (no prolog, DTD or metadata).
+
+    Every ``id`` and reference to it gets ``prefix``: matplotlib numbers its groups ``figure_1``,
+    ``line2d_1``, ... in every figure, and ids must be unique in the one HTML page.
+    """
     text = text[text.index("<svg"):]
     text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
+    text = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{prefix}{m.group(1)}"', text)
+    text = re.sub(r'url\(#([^)]+)\)', lambda m: f"url(#{prefix}{m.group(1)})", text)
+    text = re.sub(r'href="#([^"]+)"', lambda m: f'href="#{prefix}{m.group(1)}"', text)
     return text.replace("<svg ", '<svg role="img" aria-label="p_fake per window over time" ', 1).strip()
 
 
