@@ -28,6 +28,8 @@ __all__ = [
     "CheckpointError",
     "CheckpointMismatchError",
     "DetectorNotConfiguredError",
+    "DownloadError",
+    "ChecksumMismatchError",
 ]
 
 
@@ -142,3 +144,18 @@ class DetectorNotConfiguredError(DeepscanError):
     """No detector checkpoint was given or configured; deepscan will not invent a verdict."""
 
     reason = "no detector"
+
+
+class DownloadError(ModelLoadingError):
+    """A model file could not be fetched (offline, HTTP error, or offline mode is set).
+
+    The message names the URL and where to place the file by hand.
+    """
+
+    reason = "download failed"
+
+
+class ChecksumMismatchError(DownloadError):
+    """A fetched file's SHA-256 differs from the pinned value; the file was discarded."""
+
+    reason = "checksum mismatch"
