@@ -183,8 +183,8 @@ class HaarDetector:
     The score of a detection is the cascade's level weight (unbounded, higher is better). Faces
     smaller than :data:`HAAR_MIN_FACE_FRACTION` of the searched copy's shorter side (at least
     :data:`HAAR_MIN_FACE` px there) are not searched. Only upright frontal faces are found, so
-    rotation must be settled before (``deepscan.media`` does). About 50-60 ms of one CPU core per
-    frame at ``max_side=400`` (measured on the sample talking-face videos).
+    rotation must be settled before (``deepscan.media`` does). Cost: 55-100 ms of one CPU core per
+    frame at ``max_side=400`` on the sample videos (512-1920 px wide, busy 2-core machine).
     """
 
     name = "opencv-haar-frontalface-default"
