@@ -68,6 +68,13 @@ MAX_PIXELS = 16_384 * 16_384  # pixels per frame or image (decompression-bomb gu
 MAX_FILE_BYTES = 64 * 1024**3  # bytes, largest file accepted by default
 
 KINDS = ("video", "audio", "image")
+# Extensions that claim a file is media: inside a directory, such a file is scanned even when its
+# content does not sniff as media, so that an empty or mislabelled file is reported, not skipped.
+MEDIA_EXTENSIONS = frozenset(
+    ".mp4 .m4v .mov .mkv .webm .avi .wmv .flv .mpg .mpeg .ts .mts .m2ts .3gp .ogv "
+    ".wav .flac .mp3 .m4a .aac .ogg .oga .opus .wma .aif .aiff "
+    ".png .jpg .jpeg .gif .webp .bmp .tif .tiff .heic .avif".split()
+)
 
 MIN_TAIL_SECONDS = 0.5  # s, a last window shorter than this is merged into the one before
 SNIFF_BYTES = 4096  # bytes read from the head of a file to recognise its format
@@ -1328,7 +1335,8 @@ def iter_media_files(
     A path named explicitly that is not a directory is always yielded, media or not, existing or
     not, so that it gets a result (``probe`` then says why it can't be read). Inside directories,
     entries are visited in sorted name order, files are kept when their first bytes look like
-    media (:func:`sniff_kind`), other files are skipped silently, and directories are entered
+    media (:func:`sniff_kind`) or their extension says they are (:data:`MEDIA_EXTENSIONS`: an
+    empty or mislabelled ``.mp4`` gets an error result), other files are skipped silently, and directories are entered
     once each by real path, so symbolic-link cycles end. Sockets, pipes and devices are skipped
     (opening a pipe would block).
 
@@ -1398,5 +1406,5 @@ def _walk(directory: Path, recursive, on_error, visited: set[str], top: bool) ->
         except UnreadableFileError as error:
             yield from report(path, error)
             continue
-        if kind is not None:
-            yield path
+        if kind is not None or path.suffix.lower() in MEDIA_EXTENSIONS:
+            yield path  # a file named as media that isn't gets its own error result

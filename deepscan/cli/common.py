@@ -16,7 +16,7 @@ EXIT_FILE_ERRORS = 3  # at least one file could not be read or scanned (the othe
 EXIT_MODEL_ERROR = 4  # an encoder or the detector could not be loaded
 EXIT_INTERRUPTED = 130  # Ctrl-C; results written so far are kept
 
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)  # messages stay whole lines, greppable
 
 
 class OutputFormat(str, enum.Enum):

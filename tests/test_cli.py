@@ -1,0 +1,126 @@
+"""The command line through Typer's test runner: help, version, probe, check, models, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from deepscan import __version__, synth
+from deepscan.cli import app
+from deepscan.cli.common import EXIT_FAKE, EXIT_FILE_ERRORS, EXIT_MODEL_ERROR, EXIT_OK, EXIT_USAGE
+from tests.helpers import make_detector
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    synth.write_clip(root / "a.mp4", duration_s=2.0, seed=1)
+    synth.write_image(root / "b.png", seed=2)
+    (root / "broken.mp4").write_bytes(b"")
+    return root
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory):
+    return make_detector(tmp_path_factory.mktemp("det") / "demo.safetensors")
+
+
+def test_help_and_version():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("check", "probe", "models"):
+        assert command in result.output
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"deepscan {__version__}"
+
+
+def test_probe_json_one_object_per_file(media):
+    result = runner.invoke(app, ["probe", str(media), "--format", "json"])
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["path"].rsplit("/", 1)[-1] for line in lines] == ["a.mp4", "b.png", "broken.mp4"]
+    a, b, broken = lines
+    assert a["status"] == "ok" and a["kind"] == "video" and a["has_audio"] and a["width"] == 320
+    assert b["kind"] == "image" and b["duration_s"] == 0.0
+    assert broken["status"] == "error" and broken["reason"] == "empty file"
+    assert result.exit_code == EXIT_FILE_ERRORS
+
+
+def test_check_without_detector_explains_what_to_do(media, monkeypatch):
+    monkeypatch.delenv("DEEPSCAN_DETECTOR", raising=False)
+    result = runner.invoke(app, ["check", str(media / "a.mp4"), "--encoders", "debug"])
+    assert result.exit_code == EXIT_USAGE
+    assert "--detector" in result.output and "deepscan demo" in result.output
+    assert result.stdout.strip() == "" or "Traceback" not in result.output
+
+
+def test_check_missing_path_is_a_usage_error(detector):
+    result = runner.invoke(app, ["check", "/no/such/file.mp4", "--detector", str(detector), "--encoders", "debug"])
+    assert result.exit_code == EXIT_USAGE and "no such file" in result.output
+
+
+def test_check_jsonl_and_csv(media, detector):
+    args = ["check", str(media), "--detector", str(detector), "--encoders", "debug", "--precision", "fp32", "-q"]
+    result = runner.invoke(app, args + ["--format", "jsonl"])
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 3 and result.exit_code == EXIT_FILE_ERRORS
+    ok = [r for r in records if r["status"] == "ok"]
+    assert len(ok) == 2 and all(r["detector"]["synthetic"] and r["detector"]["label"] for r in ok)
+    assert all({"verdict", "p_fake", "threshold", "windows", "media", "faces"} <= r.keys() for r in records)
+
+    result = runner.invoke(app, args + ["--format", "csv"])
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["status"] for r in rows] == ["ok", "ok", "error"]
+    assert all("DEMO" in r["detector_label"] for r in rows[:2])
+
+
+def test_fail_on_fake_gates_ci(media, tmp_path):
+    always_fake = make_detector(tmp_path / "fake.safetensors", threshold=0.0)
+    args = ["check", str(media / "b.png"), "--detector", str(always_fake), "--encoders", "debug", "-q", "--format", "json"]
+    assert runner.invoke(app, args).exit_code == EXIT_OK
+    result = runner.invoke(app, args + ["--fail-on-fake"])
+    assert result.exit_code == EXIT_FAKE
+    assert json.loads(result.stdout)[0]["verdict"] == "fake"
+
+
+def test_check_table_labels_demo_detector(media, detector, tmp_path):
+    out = tmp_path / "table.txt"
+    result = runner.invoke(app, ["check", str(media / "b.png"), "--detector", str(detector), "--encoders", "debug",
+                                 "-q", "--output", str(out)])
+    assert result.exit_code == EXIT_OK
+    text = out.read_text()
+    assert "b.png" in text and "DEMO detector" in text
+
+
+def test_mismatched_detector_is_refused(media, tmp_path):
+    det = make_detector(tmp_path / "other.safetensors", encoders=DEFAULT_IDS)
+    result = runner.invoke(app, ["check", str(media / "b.png"), "--detector", str(det), "--encoders", "debug"])
+    assert result.exit_code == EXIT_MODEL_ERROR and "clip-vit-base-patch32" in result.output
+
+
+def test_models_list_reports_offline_state(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = runner.invoke(app, ["models", "list", "--format", "json"])
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {r["modality"] for r in rows} == {"image", "audio"}
+    assert all(r["cached"] is False for r in rows if r["id"] != "debug")
+    result = runner.invoke(app, ["models", "download"])
+    assert result.exit_code == EXIT_MODEL_ERROR and "HF_HUB_OFFLINE" in result.output
+
+
+DEFAULT_IDS = {"image": {"id": "openai/clip-vit-base-patch32", "revision": None, "dim": 512},
+               "audio": {"id": "facebook/wav2vec2-base", "revision": None, "dim": 768},
+               "video": {"id": "openai/clip-vit-base-patch32", "revision": None, "dim": 512}}
+
+
+def test_missing_encoder_offline_names_the_fix(media, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    det = make_detector(tmp_path / "default.safetensors", encoders=DEFAULT_IDS)
+    result = runner.invoke(app, ["check", str(media / "b.png"), "--detector", str(det)])
+    assert result.exit_code == EXIT_MODEL_ERROR
+    assert "deepscan models download" in result.output
