@@ -10,6 +10,7 @@ import typer
 
 from deepscan import __version__
 from deepscan.cli import check as _check
+from deepscan.cli import models as _models
 from deepscan.cli import probe as _probe
 from deepscan.cli import report as _report
 
@@ -40,6 +41,7 @@ def _root(
 
 app.command("check")(_check.check)
 app.command("probe")(_probe.probe)
+app.add_typer(_models.app, name="models")
 app.command("report")(_report.report)
 
 
