@@ -3,6 +3,19 @@
 :class:`Scanner` loads the encoders and the detector once and scans many files; :func:`scan` is
 the one-call form. Windows of many files are batched into the encoders and the detector, per-file
 failures become error results, and results come back in the order the files were given.
+
+The pipeline::
+
+    worker processes (spawn)                      main process (torch, inference_mode)
+    sha256 -> cache hit? -> features ----------\
+    probe -> decode window -> face crops -------+-> bounded queue -> batch across windows and
+                                                    files -> encoders -> detector -> results
+                                                    (in input order) -> feature cache
+
+Decoding and cropping (OpenCV, single-threaded) overlap the encoders; the queue holds at most
+:data:`QUEUE_WINDOWS` decoded windows, so a file of any length streams in bounded memory. A file
+whose content hash, encoder config, sampling and face detector match a cache entry is neither
+decoded nor encoded again: its per-window features are read back and only the detector runs.
 """
 
 from __future__ import annotations
@@ -16,6 +29,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
+from deepscan.cache import FeatureCache, cache_key, file_sha256
 from deepscan.errors import DeepscanError, DetectorNotConfiguredError, MediaDecodeError
 from deepscan.faces import FaceCropper, FaceDetectorConfig
 from deepscan.media import (
@@ -29,6 +43,11 @@ from deepscan.results import (
 DEFAULT_BATCH_FRAMES = 64  # face crops per image-encoder batch (windows are batched up to this)
 THUMBNAIL_SIZE = 112  # px, side of the face-crop thumbnails kept for reports
 THUMBNAILS_PER_FILE = 3  # thumbnails of the most suspicious windows kept per file
+DETECTOR_BATCH = 256  # windows per detector call (the detector is small)
+QUEUE_WINDOWS = 8  # decoded windows waiting for the encoders, at most (bounds memory: ~5 MB each at 8 fps)
+WORKER_POLL_S = 1.0  # s, how often the main process checks that its decoding workers are alive
+CORES_PER_WORKER = 2  # --workers auto: one decoding process per this many cores (BENCHMARKS.md)
+CACHE_FORMAT = 1  # bump when what the scanner stores in the feature cache changes
 DETECTOR_ENV = "DEEPSCAN_DETECTOR"  # environment variable naming the default detector checkpoint
 
 NO_DETECTOR_HELP = (
@@ -62,6 +81,8 @@ class PreparedWindow:
         Most faces seen in one frame.
     audio_reason : str or None
         Why the window has no audio (``"no audio stream"``, ``"audio too short"``).
+    thumbnail : str or None
+        Base64 JPEG of the middle crop (:func:`thumbnail`), set by the scanner's decoding step.
     """
 
     index: int
@@ -73,6 +94,7 @@ class PreparedWindow:
     frames_with_face: int = 0
     n_faces_max: int = 0
     audio_reason: str | None = None
+    thumbnail: str | None = None
 
 
 def prepare_windows(
@@ -130,18 +152,185 @@ class _FileState:
     path: str
     info: MediaInfo | None = None
     error: DeepscanError | None = None
-    windows: list = field(default_factory=list)  # (PreparedWindow without arrays, WindowScore)
+    windows: list = field(default_factory=list)  # WindowScore
     started: float = field(default_factory=time.perf_counter)
     frames: int = 0
     frames_with_face: int = 0
     n_faces_max: int = 0
     audio_reasons: set = field(default_factory=set)
     thumbnails: list = field(default_factory=list)  # (p_fake, window index, start_s, end_s, JPEG base64)
-    done: bool = False
+    done: bool = False  # all its windows have been produced (or it failed)
+    unscored: int = 0  # windows produced but not scored yet
+    key: str | None = None  # feature-cache key; None when caching is off or the file is unreadable
+    from_cache: bool = False
+    cached: list = field(default_factory=list)  # (window meta dict, Features) to store when done
+
+
+@dataclass
+class _Job:
+    """What a decoding worker needs to prepare files: picklable settings, no models."""
+
+    window_s: float
+    visual_fps: float
+    limits: MediaLimits
+    face_config: FaceDetectorConfig | None
+    cache_path: str | None
+    key_config: dict
+
+
+def _error_from(name: str, message: str, path: str) -> DeepscanError:
+    """Rebuild a typed error sent by a worker as (class name, message)."""
+    from deepscan import errors
+
+    cls = getattr(errors, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, DeepscanError)):
+        cls = MediaDecodeError
+    try:
+        return cls(message, path)
+    except TypeError:
+        return MediaDecodeError(message, path)
+
+
+_WORKER_CACHES: dict = {}  # cache path -> FeatureCache, one connection per process
+
+
+def _prepare_messages(path: str, job: _Job, cropper: FaceCropper) -> Iterator[tuple]:
+    """Everything the main process needs to score one file, as a stream of small messages.
+
+    ``("hit", key, arrays, meta)`` for a file whose features are cached (nothing is decoded), or
+    ``("info", MediaInfo, key)`` then ``("window", PreparedWindow)`` per window; then
+    ``("error", class name, message)`` on failure; always ending with ``("end",)``.
+    """
+    try:
+        yield from _prepare_file(path, job, cropper)
+    except DeepscanError as error:
+        yield ("error", type(error).__name__, error.message)
+    except Exception as error:  # an unforeseen decoder failure must not stop the batch
+        yield ("error", "MediaDecodeError", f"could not decode: {type(error).__name__}: {error}")
+    yield ("end",)
+
+
+def _prepare_file(path: str, job: _Job, cropper: FaceCropper) -> Iterator[tuple]:
+    """The messages of :func:`_prepare_messages` for one file, raising on failure."""
+    key = None
+    if job.cache_path is not None:
+        try:
+            key = cache_key(file_sha256(path), **job.key_config)
+        except OSError:
+            key = None  # probe() below says why the file can't be read
+        if key is not None:
+            cache = _WORKER_CACHES.get(job.cache_path)
+            if cache is None:
+                cache = _WORKER_CACHES[job.cache_path] = FeatureCache(job.cache_path)
+            entry = cache.get(key)
+            if entry is not None:
+                tensors, meta = entry
+                yield ("hit", key, {k: v.numpy() for k, v in tensors.items()}, meta)
+                return
+    info = probe(path, job.limits)
+    yield ("info", info, key)
+    for prepared in prepare_windows(path, info, cropper, job.window_s, job.visual_fps, job.limits):
+        if len(prepared.crops):
+            prepared.thumbnail = thumbnail(prepared.crops)
+        yield ("window", prepared)
+
+
+def _worker_main(tasks, results, job: _Job, worker: int) -> None:
+    """A decoding process: take ``(index, path)`` tasks, put ``(worker, index, message)`` results."""
+    import signal
+
+    import cv2
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C and ends us
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    cropper = FaceCropper(job.face_config)
+    while True:
+        task = tasks.get()
+        if task is None:
+            return
+        index, path = task
+        results.put((worker, index, ("start",)))
+        for message in _prepare_messages(path, job, cropper):
+            results.put((worker, index, message))
+
+
+class _WorkerPool:
+    """Decoding processes (``spawn`` context: no fork after torch has started threads).
+
+    Results come back through one bounded queue, so decoded windows waiting for the encoders
+    never exceed :data:`QUEUE_WINDOWS` whatever the files' lengths.
+    """
+
+    def __init__(self, workers: int, job: _Job):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self.tasks = ctx.Queue()
+        self.results = ctx.Queue(maxsize=QUEUE_WINDOWS)
+        self.job = job
+        self.ctx = ctx
+        self.processes = [self._start(i) for i in range(workers)]
+        self.busy: dict[int, int] = {}  # worker -> index of the file it is preparing
+
+    def _start(self, worker: int):
+        process = self.ctx.Process(target=_worker_main, args=(self.tasks, self.results, self.job, worker),
+                                   daemon=True, name=f"deepscan-decode-{worker}")
+        process.start()
+        return process
+
+    def dead_files(self) -> list[int]:
+        """Files whose worker died while preparing them; the dead workers are replaced."""
+        lost = []
+        for worker, process in enumerate(self.processes):
+            if not process.is_alive():
+                if worker in self.busy:
+                    lost.append(self.busy.pop(worker))
+                self.processes[worker] = self._start(worker)
+        return lost
+
+    def close(self, terminate: bool = False) -> None:
+        """Stop the workers: politely (sentinels) or at once (``terminate``, used on Ctrl-C)."""
+        if not terminate:
+            for _ in self.processes:
+                self.tasks.put(None)
+        for process in self.processes:
+            if terminate:
+                process.terminate()
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+        for q in (self.tasks, self.results):
+            q.cancel_join_thread()
+            q.close()
+
+
+def default_workers(cores: int | None = None) -> int:
+    """Decoding processes for ``--workers auto``: one per 4 cores, at least 1 (measured, BENCHMARKS.md).
+
+    Parameters
+    ----------
+    cores : int, optional
+        CPU cores available (default: this process's CPU affinity).
+    """
+    cores = cores or _cores()
+    return max(1, cores // CORES_PER_WORKER)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 class Scanner:
     """Frozen encoders, face cropper and a detector checkpoint, loaded once to scan many files.
+
+    Decoding and face cropping run in ``workers`` processes while the encoders run here; windows
+    of several files are batched into the encoders and the detector; features of each file are
+    kept in a :class:`~deepscan.cache.FeatureCache` so that a rescan of an unchanged file skips
+    decoding and encoding (the detector still runs: it is cheap and may have changed).
 
     Parameters
     ----------
@@ -161,6 +350,13 @@ class Scanner:
         Face crops per image-encoder batch; windows of several files are batched together.
     limits : MediaLimits
         Decoding limits.
+    workers : int or None
+        Decoding processes; ``0`` decodes in this process; ``None`` picks :func:`default_workers`.
+    cache : FeatureCache, str, os.PathLike, bool or None
+        The feature cache: an instance, a directory / SQLite file, ``None`` or ``True`` for
+        :func:`deepscan.cache.default_cache_dir`, ``False`` for no cache.
+    threads : int or None
+        Torch threads for the encoders; ``None``: the cores left by the workers, at least 1.
 
     Raises
     ------
@@ -170,6 +366,8 @@ class Scanner:
         When the checkpoint is bad or was trained on other encoders.
     ModelLoadingError
         When an encoder cannot be loaded (offline and not cached).
+    ValueError
+        When ``workers`` or ``threads`` is negative.
     """
 
     def __init__(
@@ -183,6 +381,9 @@ class Scanner:
         face_config: FaceDetectorConfig | None = None,
         batch_frames: int = DEFAULT_BATCH_FRAMES,
         limits: MediaLimits = DEFAULT_LIMITS,
+        workers: int | None = None,
+        cache=None,
+        threads: int | None = None,
     ):
         from deepscan.extractors import load_extractors
         from deepscan.hub import resolve_encoders
@@ -191,6 +392,10 @@ class Scanner:
         detector = detector if detector is not None else os.environ.get(DETECTOR_ENV) or None
         if detector is None:
             raise DetectorNotConfiguredError(NO_DETECTOR_HELP)
+        if workers is not None and workers < 0:
+            raise ValueError(f"workers must be >= 0, got {workers}")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
         self.device = resolve_device(device)
         specs = resolve_encoders(encoders, image=image_encoder, audio=audio_encoder)
         checkpoint = read_metadata(detector)  # fails fast on a bad file, before loading encoders
@@ -200,15 +405,74 @@ class Scanner:
         check_encoders(checkpoint, expected)
         self.extractors = load_extractors(specs, device=self.device, precision=precision)
         self.model, self.checkpoint = load_detector(detector, expected_encoders=expected, device=self.device)
+        self.model.eval()
         sampling = self.checkpoint.sampling or {}
         self.window_s = float(sampling.get("window_s", WINDOW_SECONDS))
         self.visual_fps = float(sampling.get("visual_fps", VISUAL_FPS))
+        self.face_config = face_config
         self.cropper = FaceCropper(face_config)
         self.batch_frames = int(batch_frames)
         self.limits = limits
         self.detector_info = describe_detector(self.checkpoint, self.extractors.is_debug)
+        self.workers = default_workers() if workers is None else int(workers)
+        self.threads = threads if threads is not None else max(1, _cores() - self.workers // 2)
+        if cache is None or cache is True:
+            cache = FeatureCache()
+        elif cache is False:
+            cache = None
+        elif not isinstance(cache, FeatureCache):
+            cache = FeatureCache(cache)
+        self.cache = cache
+        self._pool: _WorkerPool | None = None
+
+    # -- identity of the features -----------------------------------------------------------------
+
+    def cache_config(self) -> dict:
+        """Everything besides the file's bytes that shapes its cached features (part of the key).
+
+        Returns
+        -------
+        dict
+            Cache format, extractor config hash, ``window_s``, ``visual_fps``, face detector
+            settings and crop size.
+        """
+        face = self.face_config or FaceDetectorConfig()
+        face = {k: (os.fspath(v) if isinstance(v, os.PathLike) else v) for k, v in vars(face).items()}
+        if face.get("model_path"):
+            try:
+                face["model_sha256"] = file_sha256(face["model_path"])
+            except OSError:
+                pass
+        return {"format": CACHE_FORMAT, "extractors": self.extractors.config_hash(), "window_s": self.window_s,
+                "visual_fps": self.visual_fps, "faces": face, "crop_size": self.cropper.crop_size,
+                "detector_name": self.cropper.detector_name}
+
+    def _job(self) -> _Job:
+        return _Job(self.window_s, self.visual_fps, self.limits, self.face_config,
+                    str(self.cache.path) if self.cache is not None else None,
+                    self.cache_config() if self.cache is not None else {})
 
     # -- scanning -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the decoding workers (they are restarted by the next :meth:`scan`)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __del__(self):
+        try:
+            if self._pool is not None:
+                self._pool.close(terminate=True)
+        except Exception:
+            pass
 
     def scan(
         self,
@@ -216,6 +480,7 @@ class Scanner:
         recursive: bool = True,
         skip: Callable[[str], bool] | None = None,
         on_progress: Callable[[str, float], None] | None = None,
+        workers: int | None = None,
     ) -> Iterator[ScanResult]:
         """Scan files and directories, yielding one result per file in the order found.
 
@@ -229,48 +494,44 @@ class Scanner:
             Files for which it returns True are not scanned (``--resume``).
         on_progress : callable(path, media_seconds), optional
             Called as windows are scored, with the media seconds just covered.
+        workers : int, optional
+            Override of the scanner's ``workers`` for this call (``0``: in this process).
 
         Yields
         ------
         ScanResult
+            In input order. A file that fails is an error result; the others go on. If the
+            generator is interrupted (Ctrl-C) the workers are terminated.
         """
-        pending: list[_FileState] = []
+        workers = self.workers if workers is None else int(workers)
+        states: list[_FileState] = []
         unreadable: list[tuple[Path, DeepscanError]] = []
-        files = iter_media_files(paths, recursive=recursive, on_error=lambda p, e: unreadable.append((p, e)))
-
-        def states() -> Iterator[_FileState]:
-            for path in files:
-                while unreadable:
-                    p, e = unreadable.pop(0)
-                    yield _FileState(str(p), error=e, done=True)
-                if skip is not None and skip(str(path)):
-                    continue
-                yield _FileState(str(path))
+        for path in iter_media_files(paths, recursive=recursive, on_error=lambda p, e: unreadable.append((p, e))):
             while unreadable:
                 p, e = unreadable.pop(0)
-                yield _FileState(str(p), error=e, done=True)
-
-        batch: list[tuple[_FileState, PreparedWindow]] = []
-        frames_in_batch = 0
-        for state in states():
-            pending.append(state)
-            if not state.done:
-                for prepared in self._prepare(state):
-                    batch.append((state, prepared))
-                    frames_in_batch += max(1, len(prepared.crops))
-                    if frames_in_batch >= self.batch_frames:
-                        self._score(batch, on_progress)
-                        batch, frames_in_batch = [], 0
-                state.done = True
-            while pending and pending[0].done and not any(s is pending[0] for s, _ in batch):
-                yield self._finish(pending.pop(0))
-        if batch:
-            self._score(batch, on_progress)
-        while pending:
-            yield self._finish(pending.pop(0))
+                states.append(_FileState(str(p), error=e, done=True))
+            if skip is not None and skip(str(path)):
+                continue
+            states.append(_FileState(str(path)))
+        for p, e in unreadable:
+            states.append(_FileState(str(p), error=e, done=True))
+        todo = [i for i, s in enumerate(states) if not s.done]
+        torch.set_num_threads(self.threads if workers else _cores())
+        if not workers or len(todo) <= 1:
+            source = self._in_process(states, todo)
+        else:
+            source = self._from_pool(states, todo, workers)
+        finished = False
+        try:
+            yield from self._consume(states, source, on_progress)
+            finished = True
+        finally:
+            if not finished and self._pool is not None:  # Ctrl-C or an abandoned generator
+                self._pool.close(terminate=True)
+                self._pool = None
 
     def scan_file(self, path: str | os.PathLike) -> ScanResult:
-        """Scan one file.
+        """Scan one file (in this process).
 
         Parameters
         ----------
@@ -280,29 +541,94 @@ class Scanner:
         -------
         ScanResult
         """
-        return next(iter(self.scan([path], recursive=False)))
+        return next(iter(self.scan([path], recursive=False, workers=0)))
 
-    def _prepare(self, state: _FileState) -> Iterator[PreparedWindow]:
-        try:
-            state.info = probe(state.path, self.limits)
-            for prepared in prepare_windows(state.path, state.info, self.cropper, self.window_s,
-                                            self.visual_fps, self.limits):
-                state.frames += len(prepared.crops)
-                state.frames_with_face += prepared.frames_with_face
-                state.n_faces_max = max(state.n_faces_max, prepared.n_faces_max)
-                if prepared.audio_reason:
-                    state.audio_reasons.add(prepared.audio_reason)
-                if len(prepared.crops) == 0 and prepared.waveform.shape[0] == 0:
-                    continue  # nothing to score in this window
-                yield prepared
-        except DeepscanError as error:
-            state.error = error
-        except Exception as error:  # an unforeseen decoder failure must not stop the batch
-            state.error = MediaDecodeError(f"could not decode: {type(error).__name__}: {error}", state.path)
+    def _in_process(self, states, todo) -> Iterator[tuple[int, tuple]]:
+        job = self._job()
+        for index in todo:
+            for message in _prepare_messages(states[index].path, job, self.cropper):
+                yield index, message
+
+    def _from_pool(self, states, todo, workers: int) -> Iterator[tuple[int, tuple]]:
+        import queue
+
+        if self._pool is None or len(self._pool.processes) != workers or self._pool.job != self._job():
+            self.close()
+            self._pool = _WorkerPool(workers, self._job())
+        pool = self._pool
+        for index in todo:
+            pool.tasks.put((index, states[index].path))
+        remaining = set(todo)
+        while remaining:
+            try:
+                worker, index, message = pool.results.get_nowait()
+            except queue.Empty:
+                yield -1, ("idle",)
+                try:
+                    worker, index, message = pool.results.get(timeout=WORKER_POLL_S)
+                except queue.Empty:
+                    for index in pool.dead_files():
+                        if index in remaining:
+                            remaining.discard(index)
+                            yield index, ("error", "MediaDecodeError", "the decoding worker died (out of memory?)")
+                            yield index, ("end",)
+                    continue
+            if message[0] == "start":
+                pool.busy[worker] = index
+                continue
+            if message[0] == "end":
+                pool.busy.pop(worker, None)
+                remaining.discard(index)
+            yield index, message
+
+    def _consume(self, states, source, on_progress) -> Iterator[ScanResult]:
+        batch: list[tuple[_FileState, PreparedWindow]] = []
+        frames_in_batch = 0
+        head = 0
+        for index, message in source:
+            kind = message[0]
+            if kind == "idle":  # the decoders are behind: encode what is waiting meanwhile
+                if batch:
+                    self._score(batch, on_progress)
+                    batch, frames_in_batch = [], 0
+            else:
+                state = states[index]
+                if kind == "hit":
+                    self._score_cached(state, message[1], message[2], message[3], on_progress)
+                elif kind == "info":
+                    state.info, state.key = message[1], message[2]
+                elif kind == "window":
+                    prepared = message[1]
+                    state.frames += len(prepared.crops)
+                    state.frames_with_face += prepared.frames_with_face
+                    state.n_faces_max = max(state.n_faces_max, prepared.n_faces_max)
+                    if prepared.audio_reason:
+                        state.audio_reasons.add(prepared.audio_reason)
+                    if len(prepared.crops) or prepared.waveform.shape[0]:
+                        batch.append((state, prepared))
+                        state.unscored += 1
+                        frames_in_batch += max(1, len(prepared.crops))
+                        if frames_in_batch >= self.batch_frames:
+                            self._score(batch, on_progress)
+                            batch, frames_in_batch = [], 0
+                elif kind == "error":
+                    state.error = state.error or _error_from(message[1], message[2], state.path)
+                elif kind == "end":
+                    state.done = True
+            while head < len(states) and states[head].done and states[head].unscored == 0:
+                yield self._finish(states[head])
+                head += 1
+        if batch:
+            self._score(batch, on_progress)
+        while head < len(states):
+            yield self._finish(states[head])
+            head += 1
 
     @torch.inference_mode()
     def _score(self, batch, on_progress) -> None:
         items = [(pw.crops, pw.frame_times_s, pw.waveform, pw.start_s) for _, pw in batch]
+        for state, _ in batch:
+            state.unscored -= 1
         try:
             features = self.extractors.encode_many(items)
         except DeepscanError:
@@ -313,30 +639,77 @@ class Scanner:
                 except DeepscanError as error:
                     state.error = state.error or error
                     features.append(None)
-        kept = [(s, pw, f) for (s, pw), f in zip(batch, features) if f is not None and s.error is None]
-        if not kept:
+        kept = []
+        for (state, pw), f in zip(batch, features):
+            if f is None or state.error is not None:
+                continue
+            meta = {"index": pw.index, "start_s": pw.start_s, "end_s": pw.end_s, "frames": len(pw.crops),
+                    "frames_with_face": pw.frames_with_face, "thumbnail": pw.thumbnail}
+            if state.key is not None and self.cache is not None:
+                state.cached.append((meta, f))
+            kept.append((state, meta, f))
+        self._detect(kept, on_progress)
+
+    @torch.inference_mode()
+    def _detect(self, kept, on_progress) -> None:
+        """Run the detector on ``(state, window meta, Features)`` rows and record the scores."""
+        for start in range(0, len(kept), DETECTOR_BATCH):
+            chunk = kept[start:start + DETECTOR_BATCH]
+            output = self.model(**batch_features([f for _, _, f in chunk], self.device))
+            temperature = self.checkpoint.temperature
+            fused = logit_margin(output.logits) / temperature
+            per_modality = {m: logit_margin(output.modality_logits[m]) / temperature for m in MODALITIES}
+            for row, (state, meta, _) in enumerate(chunk):
+                modalities = {
+                    m: (logit_to_p(float(per_modality[m][row])) if bool(output.modality_present[m][row]) else None)
+                    for m in MODALITIES
+                }
+                logit = float(fused[row])
+                score = WindowScore(meta["index"], meta["start_s"], meta["end_s"], logit_to_p(logit), logit,
+                                    modalities, meta["frames"], meta["frames_with_face"])
+                state.windows.append(score)
+                if meta.get("thumbnail"):
+                    state.thumbnails.append((score.p_fake, meta["index"], meta["start_s"], meta["end_s"],
+                                             meta["thumbnail"]))
+                    state.thumbnails = sorted(state.thumbnails, key=lambda t: -t[0])[:THUMBNAILS_PER_FILE]
+                if on_progress is not None:
+                    on_progress(state.path, max(meta["end_s"] - meta["start_s"], 0.0))
+
+    def _score_cached(self, state: _FileState, key: str, arrays: dict, meta: dict, on_progress) -> None:
+        try:
+            state.info = MediaInfo(**meta["info"])
+            counts = meta["faces"]
+            state.frames, state.frames_with_face = counts["frames"], counts["frames_with_face"]
+            state.n_faces_max = counts["n_faces_max"]
+            state.audio_reasons = set(meta["audio_reasons"])
+            features = unpack_features({k: torch.from_numpy(v) for k, v in arrays.items()}, len(meta["windows"]))
+        except (KeyError, TypeError, ValueError) as error:  # an entry from another version: rescan
+            state.error = MediaDecodeError(f"unreadable feature-cache entry ({error}); rescan with --no-cache",
+                                           state.path)
             return
-        output = self.model(**batch_features([f for _, _, f in kept], self.device))
-        temperature = self.checkpoint.temperature
-        fused = logit_margin(output.logits) / temperature
-        per_modality = {m: logit_margin(output.modality_logits[m]) / temperature for m in MODALITIES}
-        for row, (state, pw, _) in enumerate(kept):
-            modalities = {
-                m: (logit_to_p(float(per_modality[m][row])) if bool(output.modality_present[m][row]) else None)
-                for m in MODALITIES
-            }
-            logit = float(fused[row])
-            score = WindowScore(pw.index, pw.start_s, pw.end_s, logit_to_p(logit), logit, modalities,
-                                len(pw.crops), pw.frames_with_face)
-            state.windows.append(score)
-            if len(pw.crops):
-                state.thumbnails.append((score.p_fake, pw.index, pw.start_s, pw.end_s, thumbnail(pw.crops)))
-                state.thumbnails = sorted(state.thumbnails, key=lambda t: -t[0])[:THUMBNAILS_PER_FILE]
-            if on_progress is not None:
-                on_progress(state.path, max(pw.end_s - pw.start_s, 0.0))
+        state.key, state.from_cache = key, True
+        self._detect([(state, w, f) for w, f in zip(meta["windows"], features)], on_progress)
+
+    def _store(self, state: _FileState) -> None:
+        if self.cache is None or state.key is None or state.from_cache or state.error is not None:
+            return
+        meta = {"info": state.info.to_dict(), "windows": [m for m, _ in state.cached],
+                "faces": {"frames": state.frames, "frames_with_face": state.frames_with_face,
+                          "n_faces_max": state.n_faces_max},
+                "audio_reasons": sorted(state.audio_reasons)}
+        try:
+            self.cache.put(state.key, pack_features([f for _, f in state.cached]), meta)
+        except Exception as error:  # a full disk or a locked cache must not lose the result
+            import warnings
+
+            warnings.warn(f"feature cache not written for {state.path}: {error}", RuntimeWarning, stacklevel=2)
+        state.cached = []
 
     def _finish(self, state: _FileState) -> ScanResult:
         elapsed = time.perf_counter() - state.started
+        if state.windows and state.error is None:
+            self._store(state)
+        state.cached = []
         media = state.info.to_dict() if state.info is not None else {}
         if state.error is not None:
             return ScanResult.error(state.path, state.error.reason, state.error.message, media=media,
@@ -345,6 +718,52 @@ class Scanner:
             return ScanResult.error(state.path, "nothing to score", "no frames and no usable audio",
                                     media=media, detector=self.detector_info, elapsed_s=elapsed)
         return build_result(state, self.checkpoint, self.detector_info, elapsed)
+
+
+FEATURE_FIELDS = ("image", "image_times_s", "audio", "audio_times_s", "video", "video_times_s")
+
+
+def pack_features(features: list) -> dict[str, torch.Tensor]:
+    """Concatenate per-window :class:`~deepscan.extractors.Features` into a few tensors for the cache.
+
+    Parameters
+    ----------
+    features : list of Features
+        One per window.
+
+    Returns
+    -------
+    dict[str, torch.Tensor]
+        For each field of :data:`FEATURE_FIELDS` the rows of all windows concatenated (float32),
+        and ``{modality}_lengths`` int64 ``(W,)`` token counts per window.
+    """
+    out = {}
+    for m in MODALITIES:
+        out[f"{m}_lengths"] = torch.tensor([getattr(f, m).shape[0] for f in features], dtype=torch.int64)
+    for name in FEATURE_FIELDS:
+        parts = [getattr(f, name).float() for f in features]
+        out[name] = torch.cat(parts) if parts else torch.zeros(0)
+    return out
+
+
+def unpack_features(tensors: dict[str, torch.Tensor], windows: int) -> list:
+    """Inverse of :func:`pack_features`.
+
+    Raises
+    ------
+    KeyError, ValueError
+        When the tensors do not describe ``windows`` windows.
+    """
+    from deepscan.extractors import Features
+
+    split = {}
+    for m in MODALITIES:
+        lengths = tensors[f"{m}_lengths"].tolist()
+        if len(lengths) != windows:
+            raise ValueError(f"{m}: {len(lengths)} windows stored, {windows} expected")
+        split[m] = torch.split(tensors[m], lengths)
+        split[f"{m}_times_s"] = torch.split(tensors[f"{m}_times_s"], lengths)
+    return [Features(**{name: split[name][i] for name in FEATURE_FIELDS}) for i in range(windows)]
 
 
 def build_result(state: _FileState, checkpoint, detector_info: dict, elapsed_s: float) -> ScanResult:
