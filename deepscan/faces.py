@@ -33,7 +33,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from deepscan.cache import file_sha256
 from deepscan.errors import ChecksumMismatchError, DownloadError, ModelLoadingError
+from deepscan.hub import is_offline
 
 __all__ = [
     "CROP_SIZE",
@@ -635,9 +637,9 @@ def download_yunet(
     dest_dir = Path(dest_dir)
     target = dest_dir / YUNET_FILENAME
     sha256 = sha256.lower()
-    if target.is_file() and _sha256_file(target) == sha256:
+    if target.is_file() and file_sha256(target) == sha256:
         return target
-    if not url.startswith("file:") and _offline():
+    if not url.startswith("file:") and is_offline():
         raise DownloadError(
             f"offline (HF_HUB_OFFLINE/DEEPSCAN_OFFLINE set): not fetching {url}; unset it, or "
             f"place {YUNET_FILENAME} in {dest_dir} yourself"
@@ -667,21 +669,6 @@ def download_yunet(
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
-
-
-def _offline() -> bool:
-    return any(
-        os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-        for v in ("HF_HUB_OFFLINE", "DEEPSCAN_OFFLINE")
-    )
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_frames(frames: np.ndarray) -> np.ndarray:

@@ -213,7 +213,7 @@ def resolve_encoders(
 
 
 def is_offline() -> bool:
-    """Whether hub access is switched off (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` set).
+    """Whether network access is switched off (``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE`` or ``DEEPSCAN_OFFLINE`` set).
 
     Read from the environment on each call, so that setting the variable after import still counts.
 
@@ -223,8 +223,10 @@ def is_offline() -> bool:
     """
     from huggingface_hub import constants
 
-    env = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-    return constants.HF_HUB_OFFLINE or env.strip().upper() in {"1", "ON", "YES", "TRUE"}
+    names = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "DEEPSCAN_OFFLINE")
+    return constants.HF_HUB_OFFLINE or any(
+        os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"} for name in names
+    )
 
 
 def _cached_file(repo_id: str, filename: str, revision: str | None) -> str | None:

@@ -331,8 +331,11 @@ def test_download_network_failure_is_a_download_error(tmp_path, monkeypatch):
     def unreachable(*args, **kwargs):
         raise urllib.error.URLError("[Errno -2] Name or service not known")
 
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("DEEPSCAN_OFFLINE", raising=False)
+    import huggingface_hub.constants
+
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "DEEPSCAN_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(urllib.request, "urlopen", unreachable)
     with pytest.raises(DownloadError, match="could not download") as info:
         download_yunet(tmp_path)
