@@ -235,24 +235,46 @@ def _prepare_file(path: str, job: _Job, cropper: FaceCropper) -> Iterator[tuple]
         yield ("window", prepared)
 
 
-def _worker_main(tasks, results, job: _Job, worker: int) -> None:
-    """A decoding process: take ``(index, path)`` tasks, put ``(worker, index, message)`` results."""
+def _worker_main(tasks, results, job: _Job, worker: int, parent: int) -> None:
+    """A decoding process: take ``(index, path)`` tasks, put ``(worker, index, message)`` results.
+
+    It ignores SIGINT (the main process handles Ctrl-C and terminates it) and exits by itself
+    when the main process is gone (killed), so no orphan is left decoding.
+    """
+    import queue
     import signal
 
     import cv2
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C and ends us
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     cropper = FaceCropper(job.face_config)
+
+    def orphaned() -> bool:
+        return os.getppid() != parent
+
+    def put(item) -> None:
+        while True:
+            try:
+                return results.put(item, timeout=WORKER_POLL_S)
+            except queue.Full:
+                if orphaned():
+                    raise SystemExit(0)
+
     while True:
-        task = tasks.get()
+        try:
+            task = tasks.get(timeout=WORKER_POLL_S)
+        except queue.Empty:
+            if orphaned():
+                return
+            continue
         if task is None:
             return
         index, path = task
-        results.put((worker, index, ("start",)))
+        put((worker, index, ("start",)))
         for message in _prepare_messages(path, job, cropper):
-            results.put((worker, index, message))
+            put((worker, index, message))
 
 
 class _WorkerPool:
@@ -274,7 +296,7 @@ class _WorkerPool:
         self.busy: dict[int, int] = {}  # worker -> index of the file it is preparing
 
     def _start(self, worker: int):
-        process = self.ctx.Process(target=_worker_main, args=(self.tasks, self.results, self.job, worker),
+        process = self.ctx.Process(target=_worker_main, args=(self.tasks, self.results, self.job, worker, os.getpid()),
                                    daemon=True, name=f"deepscan-decode-{worker}")
         process.start()
         return process
@@ -303,6 +325,37 @@ class _WorkerPool:
         for q in (self.tasks, self.results):
             q.cancel_join_thread()
             q.close()
+
+
+def total_media_seconds(paths, recursive: bool = True, skip: Callable[[str], bool] | None = None,
+                        limits: MediaLimits = DEFAULT_LIMITS) -> float:
+    """Sum of the probed durations of the files a scan will cover: the progress bar's total.
+
+    Parameters
+    ----------
+    paths : str, os.PathLike or iterable of them
+        As :meth:`Scanner.scan`.
+    recursive : bool
+        Walk into subdirectories.
+    skip : callable(path) -> bool, optional
+        Files that will not be scanned.
+    limits : MediaLimits
+        Probing limits.
+
+    Returns
+    -------
+    float
+        Seconds; files that cannot be probed and still images count 0.
+    """
+    total = 0.0
+    for path in iter_media_files(paths, recursive=recursive, on_error=lambda p, e: None):
+        if skip is not None and skip(str(path)):
+            continue
+        try:
+            total += probe(path, limits).duration_s or 0.0
+        except Exception:
+            continue
+    return total
 
 
 def default_workers(cores: int | None = None) -> int:

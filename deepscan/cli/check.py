@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -35,7 +36,11 @@ def check(
     fail_on_fake: bool = typer.Option(False, "--fail-on-fake", help="Exit with code 1 when any file is judged fake."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     precision: str = typer.Option("auto", "--precision", help="Encoder precision: auto (bf16 where the hardware has it), fp32 or bf16."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Face crops per encoder batch."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Face crops per encoder batch (windows of several files are batched together)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Decoding processes (0: decode in this process). Default: one per 2 cores."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", envvar="DEEPSCAN_CACHE_DIR", help="Feature cache location (default ~/.cache/deepscan)."),
+    use_cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse and store features of unchanged files."),
+    resume: bool = typer.Option(False, "--resume", help="With --format jsonl --output FILE: skip files already in FILE and append."),
     face_detector: str = typer.Option("haar", "--face-detector", help="haar (built in) or yunet (needs --yunet-model)."),
     yunet_model: Optional[Path] = typer.Option(None, "--yunet-model", help="Path of face_detection_yunet_2023mar.onnx."),
     recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Walk into subdirectories."),
@@ -53,7 +58,8 @@ def check(
         face_config = FaceDetectorConfig(backend=face_detector, model_path=str(yunet_model) if yunet_model else None)
         scanner = Scanner(detector=detector, encoders=encoders, image_encoder=image_encoder,
                           audio_encoder=audio_encoder, device=device, precision=precision,
-                          face_config=face_config, batch_frames=batch_size)
+                          face_config=face_config, batch_frames=batch_size, workers=workers,
+                          cache=(cache_dir or True) if use_cache else False)
     except DetectorNotConfiguredError as error:
         stderr.print(f"[red]error:[/] {error.message}")
         raise typer.Exit(EXIT_USAGE)
@@ -66,14 +72,32 @@ def check(
     if scanner.detector_info.get("label"):
         stderr.print(f"[bold yellow]{scanner.detector_info['label']}[/]")
 
-    results = []
+    results, done = [], set()
+    if resume:
+        if output_format != OutputFormat.jsonl or output is None:
+            stderr.print("[red]error:[/] --resume needs --format jsonl and --output FILE")
+            raise typer.Exit(EXIT_USAGE)
+        try:
+            results = _resume_from(output)
+        except ValueError as error:
+            stderr.print(f"[red]error:[/] cannot resume from {output}: {error}")
+            raise typer.Exit(EXIT_USAGE)
+        done = {p for r in results for p in (r.path, os.path.abspath(r.path))}
+        if results:
+            stderr.print(f"resuming: {len(results)} files already in {output}")
+    skip = (lambda p: p in done or os.path.abspath(p) in done) if done else None
     interrupted = False
-    with open_output(output) as stream:
+    with open_output(output, append=resume) as stream:
         writer = _streaming_writer(output_format, stream)
         with _progress(not progress_enabled(output_format.value, quiet)) as progress:
-            task = progress.add_task("scanning", total=None)
+            total = None
+            if not isinstance(progress, _NoProgress):
+                from deepscan.scanner import total_media_seconds
+
+                total = total_media_seconds(paths, recursive=recursive, skip=skip) or None
+            task = progress.add_task("scanning", total=total)
             try:
-                for result in scanner.scan(paths, recursive=recursive,
+                for result in scanner.scan(paths, recursive=recursive, skip=skip,
                                            on_progress=lambda _p, s: progress.advance(task, s)):
                     results.append(result)
                     progress.update(task, description=f"{len(results)} files")
@@ -81,6 +105,8 @@ def check(
                         writer.write(result)
             except KeyboardInterrupt:
                 interrupted = True
+            finally:
+                scanner.close()  # ends the decoding workers (terminated already on Ctrl-C)
         _write_final(output_format, results, stream, output)
     if html is not None:
         from deepscan.writers.html import write_html
@@ -97,6 +123,26 @@ def check(
     if fail_on_fake and counts["fake"]:
         raise typer.Exit(EXIT_FAKE)
     raise typer.Exit(EXIT_FILE_ERRORS if counts["errors"] else EXIT_OK)
+
+
+def _resume_from(output: Path) -> list:
+    """Results already in a JSON Lines file; a truncated last line (a killed scan) is cut off.
+
+    Raises
+    ------
+    ValueError
+        When the file is not a JSON Lines results file.
+    """
+    from deepscan.writers.jsonout import read_jsonl
+
+    if not output.exists():
+        return []
+    with open(output, "rb+") as raw:
+        data = raw.read()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):  # the last line was being written when the scan was killed
+            raw.truncate(end)
+    return list(read_jsonl(output))
 
 
 def _streaming_writer(output_format: OutputFormat, stream):
