@@ -874,14 +874,15 @@ class _WindowAssembler:
         return np.ascontiguousarray(out, dtype=np.float32)
 
     def _emit(self, start_s: float, end_s: float, last: bool) -> Window:
-        if last:
-            frames, self.chosen = self.chosen, []
-        else:
-            frames = [c for c in self.chosen if c[0] < end_s - TIME_EPS_S]
-            self.chosen = self.chosen[len(frames):]
+        inside = [last or c[0] < end_s - TIME_EPS_S for c in self.chosen]
+        frames = [c for c, keep in zip(self.chosen, inside) if keep]
+        self.chosen = [c for c, keep in zip(self.chosen, inside) if not keep]
         if frames:
-            arrays = np.stack([f[1] for f in frames])
             times = np.array([max(f[0], 0.0) for f in frames], dtype=np.float64)
+            arrays = np.empty((len(frames),) + frames[0][1].shape, np.uint8)
+            for i in range(len(frames)):
+                arrays[i] = frames[i][1]
+                frames[i] = None  # free each frame once copied: the peak is one window, not two
         else:
             h, w = self.frame_shape if self.has_video and self.frame_shape else (0, 0)
             arrays = np.zeros((0, h, w, 3), np.uint8)

@@ -443,9 +443,10 @@ def test_iter_media_files_order_skip_and_explicit(tmp_path, containers):
     (root / "z.mp4").write_bytes(containers["h264_aac.mp4"].read_bytes())
     (root / "b" / "clip.video").write_bytes(containers["pcm_8k.wav"].read_bytes())  # odd name, real wav
     (root / "c.wav").write_bytes(containers["pcm_8k.wav"].read_bytes())
+    (root / "d.mp4").write_bytes(b"")  # named as media: kept so that it gets an "empty file" result
     found = list(iter_media_files([root]))
-    assert found == [root / "b" / "clip.video", root / "c.wav", root / "z.mp4"]
-    assert list(iter_media_files([root], recursive=False)) == [root / "c.wav", root / "z.mp4"]
+    assert found == [root / "b" / "clip.video", root / "c.wav", root / "d.mp4", root / "z.mp4"]
+    assert list(iter_media_files([root], recursive=False)) == [root / "c.wav", root / "d.mp4", root / "z.mp4"]
     explicit = root / "a.txt"
     assert list(iter_media_files([explicit, tmp_path / "nope.mp4"])) == [explicit, tmp_path / "nope.mp4"]
 
