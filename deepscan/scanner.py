@@ -260,14 +260,14 @@ def _worker_main(tasks, results, job: _Job, worker: int, parent: int) -> None:
                 return results.put(item, timeout=WORKER_POLL_S)
             except queue.Full:
                 if orphaned():
-                    raise SystemExit(0)
+                    os._exit(0)  # not sys.exit: the queue's feeder thread would block on the dead pipe
 
     while True:
         try:
             task = tasks.get(timeout=WORKER_POLL_S)
         except queue.Empty:
             if orphaned():
-                return
+                os._exit(0)
             continue
         if task is None:
             return
