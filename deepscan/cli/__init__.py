@@ -10,9 +10,13 @@ import typer
 
 from deepscan import __version__
 from deepscan.cli import check as _check
+from deepscan.cli import demo as _demo
+from deepscan.cli import evaluate as _evaluate
 from deepscan.cli import models as _models
 from deepscan.cli import probe as _probe
 from deepscan.cli import report as _report
+from deepscan.cli import synth as _synth
+from deepscan.cli import train as _train
 
 app = typer.Typer(
     name="deepscan",
@@ -43,6 +47,10 @@ app.command("check")(_check.check)
 app.command("probe")(_probe.probe)
 app.add_typer(_models.app, name="models")
 app.command("report")(_report.report)
+app.command("synth")(_synth.synth)
+app.command("train")(_train.train)
+app.command("evaluate")(_evaluate.evaluate)
+app.command("demo")(_demo.demo)
 
 
 def main() -> None:

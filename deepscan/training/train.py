@@ -42,7 +42,7 @@ DEFAULT_BATCH_SIZE = 16
 DEFAULT_LR = 1e-3
 DEFAULT_WEIGHT_DECAY = 1e-2
 DEFAULT_PATIENCE = 8
-DEFAULT_MODALITY_DROPOUT = 0.2
+DEFAULT_MODALITY_DROPOUT = 0.1
 EVAL_BATCH = 64  # windows per forward pass when scoring
 
 
@@ -76,11 +76,11 @@ class TrainConfig:
     weight_decay: float = DEFAULT_WEIGHT_DECAY
     patience: int = DEFAULT_PATIENCE
     seed: int = 0
-    d_model: int = 128
+    d_model: int = 64
     n_heads: int = 4
     n_self_layers: int = 1
     ff_dim: int = 256
-    dropout: float = 0.1
+    dropout: float = 0.0
     modality_dropout: float = DEFAULT_MODALITY_DROPOUT
 
     def __post_init__(self):
@@ -253,7 +253,7 @@ def train_detector(
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
-                total += float(loss) * len(index)
+                total += loss.item() * len(index)
             stats = {"epoch": epoch, "train_loss": total / len(order), "val_auc": None, "val_loss": None}
             if val_padded is not None:
                 wl = _window_logits(model, val_padded, len(val_owner))
@@ -349,3 +349,100 @@ def _json_safe(value):
     if isinstance(value, (np.floating, np.integer)):
         return _json_safe(value.item())
     return value
+
+
+def run_training(
+    data: str | os.PathLike,
+    output: str | os.PathLike,
+    encoders: str = "default",
+    epochs: int = DEFAULT_EPOCHS,
+    seed: int = 0,
+    real_only: bool = False,
+    variants: int = 1,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    lr: float = DEFAULT_LR,
+    patience: int = DEFAULT_PATIENCE,
+    cache_dir: str | os.PathLike | None = None,
+    kinds: Sequence[str] | None = None,
+    train_config: TrainConfig | None = None,
+    extractors=None,
+    progress=None,
+) -> dict:
+    """Everything ``deepscan train`` does: load data, extract (cached) features, train, calibrate, save.
+
+    Parameters
+    ----------
+    data : str or os.PathLike
+        Data folder or manifest (see :func:`deepscan.training.data.load_dataset`).
+    output : str or os.PathLike
+        Checkpoint to write.
+    encoders : str
+        ``"default"``, ``"debug"`` or a directory (ignored when ``extractors`` is given).
+    epochs, seed, batch_size, lr, patience
+        As :class:`TrainConfig` (ignored when ``train_config`` is given).
+    real_only : bool
+        Train on the reals and their pseudo-fakes (``variants`` per kind and file).
+    cache_dir : str or os.PathLike, optional
+        Feature cache location.
+    kinds : sequence of str, optional
+        Pseudo-fake kinds (default all).
+    extractors : Extractors, optional
+        Already loaded encoders.
+    progress : rich.progress.Progress, optional
+        Gets a "features" and a "training" task.
+
+    Returns
+    -------
+    dict
+        ``trained_on``, ``best_epoch``, ``temperature``, ``threshold``, ``val`` and ``test`` metrics
+        (None when a split has no two classes), ``counts``, ``seconds``, ``encoded`` (windows encoded,
+        i.e. cache misses), ``sha256``.
+
+    Raises
+    ------
+    DataSetError
+        For unusable data.
+    ModelLoadingError
+        When the encoders cannot be loaded.
+    ValueError
+        When a split lacks what training needs.
+    """
+    import time
+
+    from ..extractors import load_extractors
+    from .data import PSEUDO_FAKE_KINDS, FeatureStore, build_samples, load_dataset
+    from .evaluate import evaluate_samples
+
+    started = time.perf_counter()
+    kinds = tuple(kinds or PSEUDO_FAKE_KINDS)
+    cfg = train_config or TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed)
+    dataset = load_dataset(data, real_only=real_only)
+    extractors = extractors or load_extractors(encoders)
+    store = FeatureStore(extractors, cache=cache_dir)
+    feature_task = progress.add_task("features", total=len(dataset.items), info="") if progress else None
+    samples = build_samples(dataset, store, real_only=real_only, kinds=kinds, variants=variants, seed=cfg.seed,
+                            progress=(lambda d, n: progress.update(feature_task, completed=d)) if progress else None)
+    split = {name: [s for s in samples if s.split == name] for name in ("train", "val", "test")}
+    if not split["val"]:
+        raise ValueError("the validation split is empty: add files (about 15% of sources go to val)")
+    train_task = progress.add_task("training", total=cfg.epochs, info="") if progress else None
+
+    def on_epoch(epoch, total, stats):
+        if progress is not None:
+            auc = stats["val_auc"]
+            progress.update(train_task, completed=epoch,
+                            info=f"loss {stats['train_loss']:.3f} val AUC {'n/a' if auc is None else f'{auc:.3f}'}")
+
+    result = train_detector(split["train"], split["val"], default_detector_config(extractors, cfg), cfg, on_epoch)
+    test_metrics = None
+    if len({s.y for s in split["test"]}) == 2:
+        from types import SimpleNamespace
+
+        calibrated = SimpleNamespace(threshold=result.threshold, temperature=result.temperature)
+        test_metrics = evaluate_samples(result.model, calibrated, split["test"])
+        test_metrics.pop("files", None)
+    sha = save_trained(output, result, extractors, store.sampling, dataset, samples, cfg, real_only, kinds, test_metrics)
+    return {"trained_on": "synthetic" if dataset.synthetic else ("debug" if extractors.is_debug else dataset.name),
+            "best_epoch": result.best_epoch, "temperature": result.temperature, "threshold": result.threshold,
+            "val": result.val_metrics, "test": test_metrics, "counts": counts_of(samples),
+            "seconds": time.perf_counter() - started, "encoded": store.encoded, "sha256": sha}
