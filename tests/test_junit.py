@@ -131,7 +131,7 @@ def test_cli_check_junit_validates(schema, tmp_path):
     out = tmp_path / "junit.xml"
     html = tmp_path / "report.html"
     result = CliRunner().invoke(app, ["check", str(media / "face.png"), str(media / "empty.mp4"), "--encoders", "debug", "--detector", str(detector),
-                                      "--precision", "fp32", "--format", "junit", "--output", str(out),
+                                      "--precision", "fp32", "--workers", "0", "--format", "junit", "--output", str(out),
                                       "--html", str(html), "--quiet"])
     assert result.exit_code == 3, result.output  # one file could not be scanned
     text = out.read_text(encoding="utf-8")
