@@ -46,7 +46,7 @@ THUMBNAILS_PER_FILE = 3  # thumbnails of the most suspicious windows kept per fi
 DETECTOR_BATCH = 256  # windows per detector call (the detector is small)
 QUEUE_WINDOWS = 8  # decoded windows waiting for the encoders, at most (bounds memory: ~5 MB each at 8 fps)
 WORKER_POLL_S = 1.0  # s, how often the main process checks that its decoding workers are alive
-CORES_PER_WORKER = 2  # --workers auto: one decoding process per this many cores (BENCHMARKS.md)
+CORES_PER_WORKER = 2  # default --workers: one decoding process per this many cores (untuned starting point)
 CACHE_FORMAT = 1  # bump when what the scanner stores in the feature cache changes
 DETECTOR_ENV = "DEEPSCAN_DETECTOR"  # environment variable naming the default detector checkpoint
 
@@ -359,7 +359,7 @@ def total_media_seconds(paths, recursive: bool = True, skip: Callable[[str], boo
 
 
 def default_workers(cores: int | None = None) -> int:
-    """Decoding processes for ``--workers auto``: one per 4 cores, at least 1 (measured, BENCHMARKS.md).
+    """Decoding processes by default: one per :data:`CORES_PER_WORKER` cores, at least 1 (not yet tuned by measurement).
 
     Parameters
     ----------
