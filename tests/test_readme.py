@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-import click
 import typer
 
 from deepscan.cli import app
@@ -13,10 +12,10 @@ from tests.conftest import REPO_ROOT
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
 
 
-def _commands(group: click.Group, prefix: str = "deepscan"):
+def _commands(group, prefix: str = "deepscan"):
     for name, command in group.commands.items():
         path = f"{prefix} {name}"
-        if isinstance(command, click.Group):
+        if hasattr(command, "commands"):
             yield from _commands(command, path)
         else:
             yield path, command
@@ -29,7 +28,7 @@ def test_every_command_and_option_is_in_the_cli_reference():
         if f"`{path}" not in reference:
             missing.append(path)
         for param in command.params:
-            if isinstance(param, click.Option):
+            if param.param_type_name == "option":
                 names = [n for n in param.opts + param.secondary_opts if n.startswith("--")]
                 if names and not any(n in reference for n in names) and "--help" not in names:
                     missing.append(f"{path} {names[0]}")
