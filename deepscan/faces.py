@@ -59,7 +59,10 @@ __all__ = [
 
 CROP_SIZE = 224  # px, side of a face crop (CLIP ViT-B/32 input size)
 CROP_MARGIN = 0.25  # fraction of the face box side added on each side of the crop
-DETECT_MAX_SIDE = 400  # px, longest side of the copy the detector sees
+# px, longest side of the copy the detector sees. 320 rather than 400: with DETECT_EVERY = 2 it cut
+# Haar from 110 to 33 ms per sampled frame with a face still found on every frame of the sample
+# and synthetic videos (measured side by side, see BENCHMARKS.md); faces in talking-head video are large.
+DETECT_MAX_SIDE = 320
 MIN_DETECT_SIDE = 24  # px, frames whose shorter side is below this are not searched (Haar window)
 
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
@@ -84,7 +87,7 @@ DOWNLOAD_TIMEOUT_S = 30.0  # s, per network operation
 IOU_MATCH = 0.3  # least IoU with the tracked box for a detection to continue the track
 SMOOTHING = 0.5  # EMA weight of a new observation (1.0: no smoothing)
 MAX_GAP = 4  # frames a track is held without a matching detection before "no face"
-DETECT_EVERY = 1  # run the detector on every k-th frame, hold the track in between
+DETECT_EVERY = 2  # run the detector on every 2nd sampled frame (4 per s at 8 fps), hold the track in between
 
 Detection = tuple[float, float, float, float, float]
 """One face: ``(x, y, w, h, score)``; top-left corner and size in pixels of the frame given to
@@ -185,8 +188,8 @@ class HaarDetector:
     The score of a detection is the cascade's level weight (unbounded, higher is better). Faces
     smaller than :data:`HAAR_MIN_FACE_FRACTION` of the searched copy's shorter side (at least
     :data:`HAAR_MIN_FACE` px there) are not searched. Only upright frontal faces are found, so
-    rotation must be settled before (``deepscan.media`` does). Cost: 55-100 ms of one CPU core per
-    frame at ``max_side=400`` on the sample videos (512-1920 px wide, busy 2-core machine).
+    rotation must be settled before (``deepscan.media`` does). Cost: 55-110 ms of one CPU core per
+    frame at ``max_side=400``, 77 ms at 320 on the sample videos (512-1920 px wide, busy 2-core machine).
     """
 
     name = "opencv-haar-frontalface-default"
