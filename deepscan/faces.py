@@ -59,9 +59,9 @@ __all__ = [
 
 CROP_SIZE = 224  # px, side of a face crop (CLIP ViT-B/32 input size)
 CROP_MARGIN = 0.25  # fraction of the face box side added on each side of the crop
-# px, longest side of the copy the detector sees. 320 rather than 400: with DETECT_EVERY = 2 it cut
-# Haar from 110 to 33 ms per sampled frame with a face still found on every frame of the sample
-# and synthetic videos (measured side by side, see BENCHMARKS.md); faces in talking-head video are large.
+# px, longest side of the copy the detector sees. 320 rather than 400 cut Haar from 110 to 77 ms per
+# frame (33 ms with detect_every=2, as the scanner runs it) with a face still found on every frame
+# of the sample and synthetic videos (measured side by side); faces in talking-head video are large.
 DETECT_MAX_SIDE = 320
 MIN_DETECT_SIDE = 24  # px, frames whose shorter side is below this are not searched (Haar window)
 
@@ -87,7 +87,7 @@ DOWNLOAD_TIMEOUT_S = 30.0  # s, per network operation
 IOU_MATCH = 0.3  # least IoU with the tracked box for a detection to continue the track
 SMOOTHING = 0.5  # EMA weight of a new observation (1.0: no smoothing)
 MAX_GAP = 4  # frames a track is held without a matching detection before "no face"
-DETECT_EVERY = 2  # run the detector on every 2nd sampled frame (4 per s at 8 fps), hold the track in between
+DETECT_EVERY = 1  # run the detector on every k-th frame, hold the track in between (the scanner uses 2)
 
 Detection = tuple[float, float, float, float, float]
 """One face: ``(x, y, w, h, score)``; top-left corner and size in pixels of the frame given to
