@@ -64,8 +64,6 @@ def demo(
         stderr.print(f"[red]error:[/] {error}")
         raise typer.Exit(EXIT_USAGE)
     console.print(render_table(results))
-    if scanner.detector_info.get("label"):
-        console.print(f"[bold yellow]{scanner.detector_info['label']}[/]")
     per_kind = ", ".join(f"{k} {m['auc']:.3f}" for k, m in sorted(test.get("per_kind", {}).items()) if m.get("auc") is not None)
     auc = test.get("auc")
     console.print(f"held-out AUC: {'n/a' if auc is None else f'{auc:.3f}'} on {test.get('n_real', 0)} real and "
