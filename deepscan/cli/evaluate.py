@@ -35,7 +35,8 @@ class Split(str, enum.Enum):
 def evaluate(
     data: Path = typer.Argument(..., help="Folder with real/ and fake/, or a manifest CSV."),
     detector: Path = typer.Option(..., "--detector", "-d", help="Detector checkpoint (.safetensors)."),
-    encoders: str = typer.Option("default", "--encoders", help="Encoders the detector was trained on: default, debug, or a directory."),
+    encoders: Optional[str] = typer.Option(
+        None, "--encoders", help="default, debug, or a directory; by default the encoders the checkpoint names."),
     split: Split = typer.Option(Split.test, "--split", help="Which files to evaluate on."),
     output_format: EvalFormat = typer.Option(EvalFormat.table, "--format", "-f", help="table (people) or json."),
     fit_threshold: bool = typer.Option(False, "--fit-threshold", help="Write a copy of the detector with the threshold fitted at --target-fpr."),
@@ -57,7 +58,7 @@ def evaluate(
     try:
         dataset = load_dataset(data)
         sampling = read_metadata(detector).sampling or {}
-        store = FeatureStore(load_extractors(encoders), cache=cache_dir,
+        store = FeatureStore(load_extractors(_encoder_specs(encoders, read_metadata(detector))), cache=cache_dir,
                              **{k: float(sampling[k]) for k in ("window_s", "visual_fps") if k in sampling})
         with progress_bar(quiet or output_format == EvalFormat.json) as progress:
             task = progress.add_task("features", total=None, info="")
@@ -77,6 +78,18 @@ def evaluate(
         typer.echo(json.dumps(result, indent=2))
     else:
         Console().print(metrics_table(result))
+
+
+def _encoder_specs(encoders: str | None, checkpoint):
+    """``--encoders`` as given, else the encoders the checkpoint was trained on (debug or hub ids)."""
+    from deepscan.hub import DEBUG_ID, resolve_encoders
+
+    if encoders is not None:
+        return resolve_encoders(encoders)
+    ids = {m: checkpoint.encoders[m]["id"] for m in ("image", "audio")}
+    if all(i == DEBUG_ID for i in ids.values()):
+        return resolve_encoders(DEBUG_ID)
+    return resolve_encoders("default", image=ids["image"], audio=ids["audio"])
 
 
 def _f(value) -> str:
