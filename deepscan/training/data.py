@@ -387,7 +387,10 @@ class FeatureStore:
         self.cache = cache if isinstance(cache, FeatureCache) else FeatureCache(cache or default_cache_dir())
         self.window_s, self.visual_fps = float(window_s), float(visual_fps)
         self.face_config = face_config or FaceDetectorConfig()
-        self.cropper = FaceCropper(self.face_config)
+        from .. import scanner
+
+        # the face cropper as `check` builds it, so training sees the crops scanning will see
+        self.cropper = FaceCropper(self.face_config, detect_every=int(getattr(scanner, "DETECT_EVERY", 1)))
         self.pseudo_config = pseudo_config or PseudoFakeConfig()
         self.encoded = 0
         self._hashes: dict = {}
@@ -401,7 +404,8 @@ class FeatureStore:
         face = {"backend": self.face_config.backend, "max_side": self.face_config.max_side,
                 "min_neighbors": self.face_config.min_neighbors, "score": self.face_config.score_threshold,
                 "model": os.path.basename(str(self.face_config.model_path or "")),
-                "crop": self.cropper.crop_size, "margin": self.cropper.margin}
+                "crop": self.cropper.crop_size, "margin": self.cropper.margin,
+                "detect_every": self.cropper.detect_every}
         return {"v": FEATURE_CACHE_VERSION, "extractors": self.extractors.config_hash(), **self.sampling, "face": face}
 
     def _sha(self, path) -> str:
