@@ -112,7 +112,8 @@ class ImageEncoder:
             "resize": "bicubic-antialias",
             "mean": list(self.mean),
             "std": list(self.std),
-            "output": "image_embeds",
+            # the debug encoder names its own pooling, so its features are keyed apart from CLIP's
+            "output": getattr(self.model, "deepscan_output", "image_embeds"),
         }
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
