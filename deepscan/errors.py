@@ -16,6 +16,7 @@ __all__ = [
     "DeepscanError",
     "MediaError",
     "MediaDecodeError",
+    "DecoderCrashedError",
     "EmptyFileError",
     "NotMediaError",
     "CorruptMediaError",
@@ -69,6 +70,12 @@ class MediaDecodeError(MediaError):
     """Decoding failed for a reason no more specific class describes."""
 
     reason = "decode error"
+
+
+class DecoderCrashedError(MediaDecodeError):
+    """The decoding worker process died while decoding the file (out of memory, or a decoder bug)."""
+
+    reason = "decoder crashed"
 
 
 class EmptyFileError(MediaError):

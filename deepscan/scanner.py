@@ -6,16 +6,20 @@ failures become error results, and results come back in the order the files were
 
 The pipeline::
 
-    worker processes (spawn)                      main process (torch, inference_mode)
-    sha256 -> cache hit? -> features ----------\
-    probe -> decode window -> face crops -------+-> bounded queue -> batch across windows and
-                                                    files -> encoders -> detector -> results
-                                                    (in input order) -> feature cache
+    main process: sha256 -> cache hit? -> features -------------------------------\
+                       | miss                                                      |
+    worker processes (spawn, started on the first miss)                            v
+    probe -> decode window -> face crops -> bounded queue -> batch across windows and files
+                                             -> encoders -> detector (batched across files)
+                                             -> results (in input order) -> feature cache
 
 Decoding and cropping (OpenCV, single-threaded) overlap the encoders; the queue holds at most
 :data:`QUEUE_WINDOWS` decoded windows, so a file of any length streams in bounded memory. A file
 whose content hash, encoder config, sampling and face detector match a cache entry is neither
-decoded nor encoded again: its per-window features are read back and only the detector runs.
+decoded nor encoded again: its per-window features are read back in the main process and only
+the detector runs, so a fully cached rescan starts no worker at all. A worker that dies turns the
+file it was decoding into an error result ("decoder crashed") and is replaced, at most
+:data:`MAX_WORKER_RESTARTS` times per scan; the scan goes on.
 """
 
 from __future__ import annotations
@@ -46,8 +50,16 @@ THUMBNAILS_PER_FILE = 3  # thumbnails of the most suspicious windows kept per fi
 DETECTOR_BATCH = 256  # windows per detector call (the detector is small)
 QUEUE_WINDOWS = 8  # decoded windows waiting for the encoders, at most (bounds memory: ~5 MB each at 8 fps)
 WORKER_POLL_S = 1.0  # s, how often the main process checks that its decoding workers are alive
-CORES_PER_WORKER = 2  # default --workers: one decoding process per this many cores (untuned starting point)
-CACHE_FORMAT = 1  # bump when what the scanner stores in the feature cache changes
+WORKER_PREFETCH = 2  # files queued to each decoding worker at a time (the main process tracks which)
+MAX_WORKER_RESTARTS = 4  # dead decoding workers replaced per scan; beyond, files left become errors
+CRASH_TEST_ENV = "DEEPSCAN_TEST_WORKER_EXIT"  # test hook: a worker exits hard on a file of this name ("*": any)
+# default --workers: one decoding process per this many cores. On 2 cores, 1 worker + 1 torch thread
+# (38 s on the quick bench corpus) matched 2 workers + 1 thread (33-43 s) with one process less.
+CORES_PER_WORKER = 2
+# Face detector runs on every 2nd sampled frame, the track held in between: it halved the Haar cost
+# with a face still found on every frame of the sample and synthetic videos (see BENCHMARKS.md).
+DETECT_EVERY = 2
+CACHE_FORMAT = 2  # bump when what the scanner stores in the feature cache changes
 DETECTOR_ENV = "DEEPSCAN_DETECTOR"  # environment variable naming the default detector checkpoint
 
 NO_DETECTOR_HELP = (
@@ -174,6 +186,7 @@ class _Job:
     visual_fps: float
     limits: MediaLimits
     face_config: FaceDetectorConfig | None
+    detect_every: int
     cache_path: str | None
     key_config: dict
 
@@ -191,18 +204,15 @@ def _error_from(name: str, message: str, path: str) -> DeepscanError:
         return MediaDecodeError(message, path)
 
 
-_WORKER_CACHES: dict = {}  # cache path -> FeatureCache, one connection per process
+def _prepare_messages(path: str, job: _Job, cropper: FaceCropper, key: str | None = None) -> Iterator[tuple]:
+    """Everything the main process needs to score one file that is not in the feature cache.
 
-
-def _prepare_messages(path: str, job: _Job, cropper: FaceCropper) -> Iterator[tuple]:
-    """Everything the main process needs to score one file, as a stream of small messages.
-
-    ``("hit", key, arrays, meta)`` for a file whose features are cached (nothing is decoded), or
     ``("info", MediaInfo, key)`` then ``("window", PreparedWindow)`` per window; then
-    ``("error", class name, message)`` on failure; always ending with ``("end",)``.
+    ``("error", class name, message)`` on failure; always ending with ``("end",)``. ``key`` is the
+    file's feature-cache key (looked up by the main process), passed back with the info.
     """
     try:
-        yield from _prepare_file(path, job, cropper)
+        yield from _prepare_file(path, job, cropper, key)
     except DeepscanError as error:
         yield ("error", type(error).__name__, error.message)
     except Exception as error:  # an unforeseen decoder failure must not stop the batch
@@ -210,23 +220,8 @@ def _prepare_messages(path: str, job: _Job, cropper: FaceCropper) -> Iterator[tu
     yield ("end",)
 
 
-def _prepare_file(path: str, job: _Job, cropper: FaceCropper) -> Iterator[tuple]:
+def _prepare_file(path: str, job: _Job, cropper: FaceCropper, key: str | None) -> Iterator[tuple]:
     """The messages of :func:`_prepare_messages` for one file, raising on failure."""
-    key = None
-    if job.cache_path is not None:
-        try:
-            key = cache_key(file_sha256(path), **job.key_config)
-        except OSError:
-            key = None  # probe() below says why the file can't be read
-        if key is not None:
-            cache = _WORKER_CACHES.get(job.cache_path)
-            if cache is None:
-                cache = _WORKER_CACHES[job.cache_path] = FeatureCache(job.cache_path)
-            entry = cache.get(key)
-            if entry is not None:
-                tensors, meta = entry
-                yield ("hit", key, {k: v.numpy() for k, v in tensors.items()}, meta)
-                return
     info = probe(path, job.limits)
     yield ("info", info, key)
     for prepared in prepare_windows(path, info, cropper, job.window_s, job.visual_fps, job.limits):
@@ -236,7 +231,7 @@ def _prepare_file(path: str, job: _Job, cropper: FaceCropper) -> Iterator[tuple]
 
 
 def _worker_main(tasks, results, job: _Job, worker: int, parent: int) -> None:
-    """A decoding process: take ``(index, path)`` tasks, put ``(worker, index, message)`` results.
+    """A decoding process: take ``(index, path, key)`` tasks in order, put ``(worker, index, message)`` results.
 
     It ignores SIGINT (the main process handles Ctrl-C and terminates it) and exits by itself
     when the main process is gone (killed), so no orphan is left decoding.
@@ -249,7 +244,8 @@ def _worker_main(tasks, results, job: _Job, worker: int, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    cropper = FaceCropper(job.face_config)
+    cropper = FaceCropper(job.face_config, detect_every=job.detect_every)
+    crash_on = os.environ.get(CRASH_TEST_ENV)
 
     def orphaned() -> bool:
         return os.getppid() != parent
@@ -271,60 +267,126 @@ def _worker_main(tasks, results, job: _Job, worker: int, parent: int) -> None:
             continue
         if task is None:
             return
-        index, path = task
-        put((worker, index, ("start",)))
-        for message in _prepare_messages(path, job, cropper):
+        index, path, key = task
+        if crash_on and crash_on in ("*", os.path.basename(path)):
+            os._exit(70)
+        for message in _prepare_messages(path, job, cropper, key):
             put((worker, index, message))
 
 
 class _WorkerPool:
     """Decoding processes (``spawn`` context: no fork after torch has started threads).
 
-    Results come back through one bounded queue, so decoded windows waiting for the encoders
-    never exceed :data:`QUEUE_WINDOWS` whatever the files' lengths.
+    Each worker has its own task queue and is given at most :data:`WORKER_PREFETCH` files at a
+    time, so the main process knows which files every worker holds and in which order: when a
+    worker dies, the first of its files is the one that killed it (it becomes an error result)
+    and the others are handed to the replacement. Results come back through one bounded queue
+    per worker (so that a worker killed while writing cannot leave a shared queue's lock held
+    and block the others), together holding at most about :data:`QUEUE_WINDOWS` decoded windows
+    whatever the files' lengths.
     """
 
     def __init__(self, workers: int, job: _Job):
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
-        self.tasks = ctx.Queue()
-        self.results = ctx.Queue(maxsize=QUEUE_WINDOWS)
-        self.job = job
         self.ctx = ctx
-        self.processes = [self._start(i) for i in range(workers)]
-        self.busy: dict[int, int] = {}  # worker -> index of the file it is preparing
+        self.job = job
+        self.depth = max(2, QUEUE_WINDOWS // workers)
+        self.results: list = [None] * workers
+        self.tasks: list = [None] * workers
+        self.processes: list = [None] * workers
+        self.assigned: list[list[int]] = [[] for _ in range(workers)]  # per worker, files in the order given
+        self.restarts = 0
+        for worker in range(workers):
+            self._start(worker)
 
-    def _start(self, worker: int):
-        process = self.ctx.Process(target=_worker_main, args=(self.tasks, self.results, self.job, worker, os.getpid()),
+    def _start(self, worker: int) -> None:
+        # Fresh queues: tasks left in a dead worker's queue are re-sent by the main process.
+        self.tasks[worker] = self.ctx.Queue()
+        self.results[worker] = self.ctx.Queue(maxsize=self.depth)
+        process = self.ctx.Process(target=_worker_main,
+                                   args=(self.tasks[worker], self.results[worker], self.job, worker, os.getpid()),
                                    daemon=True, name=f"deepscan-decode-{worker}")
         process.start()
-        return process
+        self.processes[worker] = process
 
-    def dead_files(self) -> list[int]:
-        """Files whose worker died while preparing them; the dead workers are replaced."""
-        lost = []
+    def alive(self) -> list[int]:
+        """Workers whose process is running."""
+        return [w for w, p in enumerate(self.processes) if p is not None and p.is_alive()]
+
+    def get(self, timeout: float):
+        """The next ``(worker, index, message)`` from any worker, or ``None`` after ``timeout`` s."""
+        import queue
+        from multiprocessing.connection import wait
+
+        readers = {q._reader: w for w, q in enumerate(self.results) if q is not None}
+        for reader in wait(list(readers), timeout):
+            try:
+                return self.results[readers[reader]].get_nowait()
+            except queue.Empty:  # a partial message: the rest is on its way
+                continue
+        return None
+
+    def give(self, backlog: list, paths: dict) -> None:
+        """Hand files ``(index, key)`` from the front of ``backlog`` to live workers with room."""
+        for worker in self.alive():
+            while backlog and len(self.assigned[worker]) < WORKER_PREFETCH:
+                index, key = backlog.pop(0)
+                self.assigned[worker].append(index)
+                self.tasks[worker].put((index, paths[index], key))
+
+    def finished(self, worker: int, index: int) -> None:
+        """A worker has sent the ``end`` of a file."""
+        if index in self.assigned[worker]:
+            self.assigned[worker].remove(index)
+
+    def reap(self) -> tuple[list[int], list[int]]:
+        """Find dead workers; replace them while restarts are left.
+
+        Returns
+        -------
+        crashed : list of int
+            Files that were being decoded when their worker died.
+        orphaned : list of int
+            Files queued to a dead worker but not started: to be given again.
+        """
+        crashed, orphaned = [], []
         for worker, process in enumerate(self.processes):
-            if not process.is_alive():
-                if worker in self.busy:
-                    lost.append(self.busy.pop(worker))
-                self.processes[worker] = self._start(worker)
-        return lost
+            if process is None or process.is_alive():
+                continue
+            held, self.assigned[worker] = self.assigned[worker], []
+            crashed += held[:1]
+            orphaned += held[1:]
+            for q in (self.tasks[worker], self.results[worker]):
+                q.cancel_join_thread()
+                q.close()
+            self.tasks[worker] = self.results[worker] = None
+            self.processes[worker] = None
+            if self.restarts < MAX_WORKER_RESTARTS:
+                self.restarts += 1
+                self._start(worker)
+        return crashed, orphaned
 
     def close(self, terminate: bool = False) -> None:
         """Stop the workers: politely (sentinels) or at once (``terminate``, used on Ctrl-C)."""
+        live = [(w, p) for w, p in enumerate(self.processes) if p is not None]
         if not terminate:
-            for _ in self.processes:
-                self.tasks.put(None)
-        for process in self.processes:
+            for worker, _ in live:
+                try:
+                    self.tasks[worker].put(None)
+                except (ValueError, OSError):
+                    pass
+        for _, process in live:
             if terminate:
                 process.terminate()
             process.join(timeout=5)
             if process.is_alive():
                 process.kill()
-        for q in (self.tasks, self.results):
-            q.cancel_join_thread()
-            q.close()
+        for q in [*self.tasks, *self.results]:
+            if q is not None:
+                q.cancel_join_thread()
+                q.close()
 
 
 def total_media_seconds(paths, recursive: bool = True, skip: Callable[[str], bool] | None = None,
@@ -359,7 +421,7 @@ def total_media_seconds(paths, recursive: bool = True, skip: Callable[[str], boo
 
 
 def default_workers(cores: int | None = None) -> int:
-    """Decoding processes by default: one per :data:`CORES_PER_WORKER` cores, at least 1 (not yet tuned by measurement).
+    """Decoding processes by default: one per :data:`CORES_PER_WORKER` cores, at least 1 (measured on 2 cores only).
 
     Parameters
     ----------
@@ -409,7 +471,9 @@ class Scanner:
         The feature cache: an instance, a directory / SQLite file, ``None`` or ``True`` for
         :func:`deepscan.cache.default_cache_dir`, ``False`` for no cache.
     threads : int or None
-        Torch threads for the encoders; ``None``: the cores left by the workers, at least 1.
+        Torch threads for the encoders; ``None``: the cores left by the workers (one core per
+        worker), at least 1. On 2 cores, 1 thread + 1 worker scanned the quick bench corpus in
+        38 s against 53 s for 2 threads + 1 worker (oversubscribed) and 44 s for 2 threads in-process.
 
     Raises
     ------
@@ -463,12 +527,12 @@ class Scanner:
         self.window_s = float(sampling.get("window_s", WINDOW_SECONDS))
         self.visual_fps = float(sampling.get("visual_fps", VISUAL_FPS))
         self.face_config = face_config
-        self.cropper = FaceCropper(face_config)
+        self.cropper = FaceCropper(face_config, detect_every=DETECT_EVERY)
         self.batch_frames = int(batch_frames)
         self.limits = limits
         self.detector_info = describe_detector(self.checkpoint, self.extractors.is_debug)
         self.workers = default_workers() if workers is None else int(workers)
-        self.threads = threads if threads is not None else max(1, _cores() - self.workers // 2)
+        self.threads = threads if threads is not None else max(1, _cores() - self.workers)
         if cache is None or cache is True:
             cache = FeatureCache()
         elif cache is False:
@@ -497,11 +561,12 @@ class Scanner:
             except OSError:
                 pass
         return {"format": CACHE_FORMAT, "extractors": self.extractors.config_hash(), "window_s": self.window_s,
-                "visual_fps": self.visual_fps, "faces": face, "crop_size": self.cropper.crop_size,
+                "visual_fps": self.visual_fps, "faces": face, "detect_every": self.cropper.detect_every,
+                "crop_size": self.cropper.crop_size,
                 "detector_name": self.cropper.detector_name}
 
     def _job(self) -> _Job:
-        return _Job(self.window_s, self.visual_fps, self.limits, self.face_config,
+        return _Job(self.window_s, self.visual_fps, self.limits, self.face_config, self.cropper.detect_every,
                     str(self.cache.path) if self.cache is not None else None,
                     self.cache_config() if self.cache is not None else {})
 
@@ -569,11 +634,10 @@ class Scanner:
         for p, e in unreadable:
             states.append(_FileState(str(p), error=e, done=True))
         todo = [i for i, s in enumerate(states) if not s.done]
+        if len(todo) <= 1:
+            workers = 0  # starting a process costs more than it saves on one file
         torch.set_num_threads(self.threads if workers else _cores())
-        if not workers or len(todo) <= 1:
-            source = self._in_process(states, todo)
-        else:
-            source = self._from_pool(states, todo, workers)
+        source = self._source(states, todo, workers)
         finished = False
         try:
             yield from self._consume(states, source, on_progress)
@@ -596,46 +660,101 @@ class Scanner:
         """
         return next(iter(self.scan([path], recursive=False, workers=0)))
 
-    def _in_process(self, states, todo) -> Iterator[tuple[int, tuple]]:
+    def _lookup(self, path: str, key_config: dict) -> tuple[str | None, tuple | None]:
+        """The file's feature-cache key and its cached ``(tensors, meta)`` (``None`` on a miss)."""
+        if self.cache is None:
+            return None, None
+        try:
+            key = cache_key(file_sha256(path), **key_config)
+        except OSError:
+            return None, None  # probe() says why the file can't be read
+        try:
+            return key, self.cache.get(key)
+        except Exception as error:  # a corrupt or locked cache must not stop the scan
+            import warnings
+
+            warnings.warn(f"feature cache not read for {path}: {error}", RuntimeWarning, stacklevel=2)
+            return key, None
+
+    def _source(self, states, todo, workers: int) -> Iterator[tuple[int, tuple]]:
+        """``(file index, message)`` for every file of ``todo``: cache hits read here, misses decoded.
+
+        Misses are decoded in this process (``workers == 0``) or by the worker pool, which is
+        started on the first miss only. ``(-1, ("idle",))`` says the decoders are behind.
+        """
         job = self._job()
+        paths = {index: states[index].path for index in todo}
+        backlog: list[tuple[int, str | None]] = []  # misses not yet given to a worker
+        keys: dict[int, str | None] = {}
+        pending: set[int] = set()  # misses given to the pool, not ended
+        pool = None
         for index in todo:
-            for message in _prepare_messages(states[index].path, job, self.cropper):
-                yield index, message
-
-    def _from_pool(self, states, todo, workers: int) -> Iterator[tuple[int, tuple]]:
-        import queue
-
-        if self._pool is None or len(self._pool.processes) != workers or self._pool.job != self._job():
-            self.close()
-            self._pool = _WorkerPool(workers, self._job())
-        pool = self._pool
-        for index in todo:
-            pool.tasks.put((index, states[index].path))
-        remaining = set(todo)
-        while remaining:
-            try:
-                worker, index, message = pool.results.get_nowait()
-            except queue.Empty:
-                yield -1, ("idle",)
-                try:
-                    worker, index, message = pool.results.get(timeout=WORKER_POLL_S)
-                except queue.Empty:
-                    for index in pool.dead_files():
-                        if index in remaining:
-                            remaining.discard(index)
-                            yield index, ("error", "MediaDecodeError", "the decoding worker died (out of memory?)")
-                            yield index, ("end",)
-                    continue
-            if message[0] == "start":
-                pool.busy[worker] = index
+            key, entry = self._lookup(paths[index], job.key_config)
+            if entry is not None:
+                yield index, ("hit", key, entry[0], entry[1])
+                yield index, ("end",)
                 continue
+            if not workers:
+                for message in _prepare_messages(paths[index], job, self.cropper, key):
+                    yield index, message
+                continue
+            if pool is None:
+                pool = self._start_pool(workers, job)
+            keys[index] = key
+            backlog.append((index, key))
+            pending.add(index)
+            pool.give(backlog, paths)
+            yield from self._drain(pool, backlog, pending, paths, keys, wait=False)
+        if pool is not None:
+            yield from self._drain(pool, backlog, pending, paths, keys, wait=True)
+
+    def _start_pool(self, workers: int, job: _Job) -> _WorkerPool:
+        pool = self._pool
+        if pool is None or len(pool.processes) != workers or pool.job != job or len(pool.alive()) != workers:
+            self.close()
+            pool = self._pool = _WorkerPool(workers, job)
+        pool.restarts = 0
+        return pool
+
+    def _drain(self, pool: _WorkerPool, backlog, pending, paths, keys, wait: bool) -> Iterator[tuple[int, tuple]]:
+        """Messages from the workers: those waiting (``wait=False``), or until every file has ended."""
+        while pending:
+            item = pool.get(0)
+            if item is None:
+                if not wait:
+                    return
+                yield -1, ("idle",)
+                item = pool.get(WORKER_POLL_S)
+            if item is None:
+                crashed, orphaned = pool.reap()
+                for index in crashed:
+                    pending.discard(index)
+                    yield index, ("error", "DecoderCrashedError",
+                                  "decoder crashed: the decoding process died on this file (out of memory, or a "
+                                  "decoder bug); the other files were scanned")
+                    yield index, ("end",)
+                backlog[:0] = [(index, keys[index]) for index in orphaned]
+                if not pool.alive():
+                    for index in sorted(pending):
+                        yield index, ("error", "DecoderCrashedError",
+                                      f"not decoded: the decoding processes kept dying ({pool.restarts} restarted); "
+                                      "try --workers 0 to decode in the main process")
+                        yield index, ("end",)
+                    pending.clear()
+                    backlog.clear()
+                    return
+                pool.give(backlog, paths)
+                continue
+            worker, index, message = item
             if message[0] == "end":
-                pool.busy.pop(worker, None)
-                remaining.discard(index)
+                pool.finished(worker, index)
+                pending.discard(index)
+                pool.give(backlog, paths)
             yield index, message
 
     def _consume(self, states, source, on_progress) -> Iterator[ScanResult]:
         batch: list[tuple[_FileState, PreparedWindow]] = []
+        hits: list = []  # (state, window meta, Features) of cached files, for one detector call
         frames_in_batch = 0
         head = 0
         for index, message in source:
@@ -644,10 +763,14 @@ class Scanner:
                 if batch:
                     self._score(batch, on_progress)
                     batch, frames_in_batch = [], 0
+                if hits:
+                    self._detect_hits(hits, on_progress)
             else:
                 state = states[index]
                 if kind == "hit":
-                    self._score_cached(state, message[1], message[2], message[3], on_progress)
+                    hits += self._unpack_cached(state, message[1], message[2], message[3])
+                    if len(hits) >= DETECTOR_BATCH:
+                        self._detect_hits(hits, on_progress)
                 elif kind == "info":
                     state.info, state.key = message[1], message[2]
                 elif kind == "window":
@@ -673,6 +796,8 @@ class Scanner:
                 head += 1
         if batch:
             self._score(batch, on_progress)
+        if hits:
+            self._detect_hits(hits, on_progress)
         while head < len(states):
             yield self._finish(states[head])
             head += 1
@@ -728,20 +853,29 @@ class Scanner:
                 if on_progress is not None:
                     on_progress(state.path, max(meta["end_s"] - meta["start_s"], 0.0))
 
-    def _score_cached(self, state: _FileState, key: str, arrays: dict, meta: dict, on_progress) -> None:
+    def _detect_hits(self, hits: list, on_progress) -> None:
+        """Score the cached windows gathered in ``hits`` (emptied) with batched detector calls."""
+        for state, _, _ in hits:
+            state.unscored -= 1
+        rows, hits[:] = list(hits), []
+        self._detect(rows, on_progress)
+
+    def _unpack_cached(self, state: _FileState, key: str, tensors: dict, meta: dict) -> list:
+        """The ``(state, window meta, Features)`` rows of a cached file (none if the entry is unreadable)."""
         try:
             state.info = MediaInfo(**meta["info"])
             counts = meta["faces"]
             state.frames, state.frames_with_face = counts["frames"], counts["frames_with_face"]
             state.n_faces_max = counts["n_faces_max"]
             state.audio_reasons = set(meta["audio_reasons"])
-            features = unpack_features({k: torch.from_numpy(v) for k, v in arrays.items()}, len(meta["windows"]))
+            features = unpack_features(tensors, len(meta["windows"]))
         except (KeyError, TypeError, ValueError) as error:  # an entry from another version: rescan
             state.error = MediaDecodeError(f"unreadable feature-cache entry ({error}); rescan with --no-cache",
                                            state.path)
-            return
+            return []
         state.key, state.from_cache = key, True
-        self._detect([(state, w, f) for w, f in zip(meta["windows"], features)], on_progress)
+        state.unscored += len(features)
+        return [(state, w, f) for w, f in zip(meta["windows"], features)]
 
     def _store(self, state: _FileState) -> None:
         if self.cache is None or state.key is None or state.from_cache or state.error is not None:

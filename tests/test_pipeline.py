@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from deepscan import synth
-from deepscan.scanner import QUEUE_WINDOWS, Scanner, default_workers, total_media_seconds
+from deepscan import scanner as scanner_module
+from deepscan.scanner import CRASH_TEST_ENV, QUEUE_WINDOWS, Scanner, default_workers, total_media_seconds
 from tests.helpers import make_detector
 
 
@@ -56,3 +57,30 @@ def test_defaults_and_bad_settings(scanner, tmp_path):
     assert QUEUE_WINDOWS >= 2
     with pytest.raises(ValueError, match="workers"):
         Scanner(detector=tmp_path / "x.safetensors", encoders="debug", workers=-1)
+
+
+def test_a_worker_that_dies_fails_its_file_and_the_scan_goes_on(scanner, media, monkeypatch):
+    files = sorted(media.iterdir())
+    scanner.close()  # workers read the hook's variable when they start
+    monkeypatch.setenv(CRASH_TEST_ENV, "1_talk.mp4")
+    results = list(scanner.scan(files, workers=1))
+    restarts = scanner._pool.restarts
+    scanner.close()
+    assert [r.path for r in results] == [str(f) for f in files]
+    assert results[0].status == "error" and results[0].reason == "decoder crashed"
+    assert "decoding process died" in results[0].media["error"]
+    assert results[1].status == "error" and results[1].reason != "decoder crashed"  # the broken file
+    assert [r.status for r in results[2:]] == ["ok"] * 3
+    assert restarts == 1
+
+
+def test_workers_that_keep_dying_are_not_restarted_endlessly(scanner, media, monkeypatch):
+    files = sorted(media.iterdir())
+    scanner.close()
+    monkeypatch.setenv(CRASH_TEST_ENV, "*")
+    monkeypatch.setattr(scanner_module, "MAX_WORKER_RESTARTS", 1)
+    results = list(scanner.scan(files, workers=1))
+    scanner.close()
+    assert [r.path for r in results] == [str(f) for f in files]
+    assert all(r.status == "error" and r.reason == "decoder crashed" for r in results)
+    assert "kept dying" in results[-1].media["error"]
