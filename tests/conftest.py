@@ -49,3 +49,15 @@ def samples_dir() -> Path:
     if SAMPLES is None:
         pytest.skip("../shared/samples is not present")
     return SAMPLES
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _feature_cache_in_tmp(tmp_path_factory):
+    """Feature caches written by tests (and the CLI they start) go to a temp folder, never ~/.cache."""
+    old = os.environ.get("DEEPSCAN_CACHE_DIR")
+    os.environ["DEEPSCAN_CACHE_DIR"] = str(tmp_path_factory.mktemp("deepscan-cache"))
+    yield
+    if old is None:
+        os.environ.pop("DEEPSCAN_CACHE_DIR", None)
+    else:
+        os.environ["DEEPSCAN_CACHE_DIR"] = old

@@ -15,14 +15,14 @@ from deepscan import synth
 from tests.conftest import REPO_ROOT
 from tests.helpers import make_detector
 
-N_FILES = 8
+N_FILES = 6
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("batch")
     for i in range(N_FILES):
-        synth.write_audio(root / f"voice{i}.wav", duration_s=6.0, seed=i)
+        synth.write_audio(root / f"voice{i}.wav", duration_s=3.0, seed=i)
     return root
 
 
