@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -303,3 +304,48 @@ def test_detector_learns_a_separable_task():
     out = model.eval()(**data(9))
     assert (out.logits.argmax(1) == labels).float().mean() >= 0.9
     assert (out.modality_logits["audio"].argmax(1) == labels).float().mean() >= 0.9
+
+
+def test_sync_correlation_peaks_at_the_audio_offset():
+    # a mouth signal in image dim 0 and the same signal 0.5 s later in audio dim 0: with projections
+    # that pick those dims, the correlation over the lag search must peak at +0.5 s
+    from deepscan.model.sync import SyncCorrelation
+
+    sync = SyncCorrelation(4, 6, channels=1, max_lag_s=1.0, lag_step_s=0.125, kernel_s=0.08)
+    with torch.no_grad():
+        sync.image_proj.weight.zero_()
+        sync.image_proj.weight[0, 0] = 1.0
+        sync.audio_proj.weight.zero_()
+        sync.audio_proj.weight[0, 0] = 1.0
+    rng = np.random.default_rng(0)
+    frame_t = torch.arange(32) / 8.0
+    audio_t = torch.arange(50) * 0.08 + 0.04
+    image = torch.zeros(1, 32, 4)
+    audio = torch.zeros(1, 50, 6)
+    signal = np.interp(np.arange(0, 6, 0.01), np.arange(0, 6, 0.125), np.random.default_rng(1).standard_normal(48))
+    image[0, :, 0] = torch.tensor(np.interp(frame_t.numpy(), np.arange(0, 6, 0.01), signal), dtype=torch.float32)
+    audio[0, :, 0] = torch.tensor(np.interp(audio_t.numpy() - 0.5, np.arange(0, 6, 0.01), signal), dtype=torch.float32)
+    image[0, :, 1:] = torch.tensor(rng.normal(size=(32, 3)), dtype=torch.float32)  # LayerNorm needs spread
+    audio[0, :, 1:] = torch.tensor(rng.normal(size=(50, 5)), dtype=torch.float32)
+    ones_i, ones_a = torch.ones(1, 32, dtype=torch.bool), torch.ones(1, 50, dtype=torch.bool)
+    features, present = sync(image, ones_i, frame_t[None], audio, ones_a, audio_t[None])
+    assert features.shape == (1, sync.out_dim) and bool(present[0])
+    assert float(sync.lags[features[0].argmax()]) == pytest.approx(0.5)
+    assert features[0].max() > 0.5 and features[0, sync.lags.numel() // 2] < features[0].max() - 0.2
+    # no audio: no sync features, and the flag says so
+    features, present = sync(image, ones_i, frame_t[None], audio, torch.zeros(1, 50, dtype=torch.bool), audio_t[None])
+    assert not bool(present[0]) and torch.all(features == 0)
+
+
+def test_sync_channels_default_off_and_roundtrip():
+    from deepscan.model import DetectorConfig
+
+    assert DetectorConfig().sync_channels == 0 and CrossModalDetector(DetectorConfig()).sync is None
+    config = DetectorConfig(d_model=16, n_heads=2, ff_dim=16, sync_channels=2)
+    assert DetectorConfig.from_dict(config.to_dict()) == config
+    model = CrossModalDetector(config).eval()
+    out = model(torch.randn(2, 8, 512), torch.randn(2, 12, 768), image_times=torch.arange(8.0).expand(2, 8) / 8,
+                audio_times=(torch.arange(12.0) * 0.08).expand(2, 12))
+    assert out.logits.shape == (2, 2) and torch.isfinite(out.logits).all()
+    with pytest.raises(ValueError, match="sync_channels"):
+        DetectorConfig(sync_channels=-1)

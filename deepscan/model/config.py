@@ -49,6 +49,15 @@ class DetectorConfig:
     modality_dropout : float
         Training only: probability of dropping each present modality of a sample, in ``[0, 1)``;
         at least one present modality of each sample is always kept.
+    sync_channels : int
+        Learned channels of the audio-visual synchrony features
+        (:class:`~deepscan.model.sync.SyncCorrelation`, after SyncNet); 0 (the default, and what
+        checkpoints written before it existed load as) disables them.
+    sync_max_lag_s, sync_lag_step_s : float
+        Lag search of the synchrony features in seconds.
+    sync_kernel_s : float
+        Half-width in seconds of the kernel resampling audio tokens onto frame times (0.08 s, the
+        spacing of the 12.5 Hz audio tokens).
 
     Raises
     ------
@@ -69,6 +78,10 @@ class DetectorConfig:
     min_period_s: float = 0.04
     n_classes: int = 2
     modality_dropout: float = 0.0
+    sync_channels: int = 0
+    sync_max_lag_s: float = 1.0
+    sync_lag_step_s: float = 0.125
+    sync_kernel_s: float = 0.08
 
     def __post_init__(self):
         # JSON gives lists; store tuples so the config stays hashable and comparable.
@@ -97,6 +110,13 @@ class DetectorConfig:
                 "DetectorConfig needs 0 < min_period_s < 2 * max_time_s, got "
                 f"min_period_s={self.min_period_s!r}, max_time_s={self.max_time_s!r}"
             )
+        if not isinstance(self.sync_channels, int) or isinstance(self.sync_channels, bool) or self.sync_channels < 0:
+            raise ValueError(f"DetectorConfig.sync_channels must be an integer >= 0, got {self.sync_channels!r}")
+        for name in ("sync_max_lag_s", "sync_lag_step_s", "sync_kernel_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"DetectorConfig.{name} must be > 0 seconds, got {getattr(self, name)!r}")
+        if self.sync_lag_step_s > self.sync_max_lag_s:
+            raise ValueError("DetectorConfig.sync_lag_step_s must not exceed sync_max_lag_s")
         seen = set()
         for pair in pairs:
             if len(pair) != 2 or any(m not in MODALITIES for m in pair) or pair[0] == pair[1]:

@@ -13,7 +13,10 @@ generalises it to token sequences with padding masks and token times:
    modality's score rests on that modality alone;
 4. cross-attention for each configured ``(query, key)`` pair, keys taken from step 2;
 5. masked mean pooling per modality, presence gating (a missing modality contributes zeros and a
-   0 presence flag) and a fused classifier to 2 logits.
+   0 presence flag) and a fused classifier to 2 logits;
+6. optionally (``config.sync_channels > 0``), audio-visual synchrony features -- learned mouth and
+   voice channels correlated at a range of lags (:class:`~deepscan.model.sync.SyncCorrelation`,
+   after SyncNet, Chung & Zisserman 2016) -- with their presence flag, fed to the fused classifier.
 
 A missing modality is masked, never zero-filled into the features. Called with the seed's 2-D
 inputs it behaves as the seed with ``T = 1``.
@@ -30,6 +33,7 @@ from torch import Tensor, nn
 
 from .attention import CrossModalAttention, SelfAttentionBlock
 from .config import MODALITIES, DetectorConfig
+from .sync import SyncCorrelation
 
 
 @dataclass
@@ -157,8 +161,14 @@ class CrossModalDetector(nn.Module):
             }
         )
         self.final_norms = nn.ModuleDict({m: nn.LayerNorm(d) for m in MODALITIES})
+        fused_dim = len(MODALITIES) * (d + 1)
+        self.sync = None
+        if config.sync_channels:
+            self.sync = SyncCorrelation(config.image_dim, config.audio_dim, config.sync_channels,
+                                        config.sync_max_lag_s, config.sync_lag_step_s, config.sync_kernel_s)
+            fused_dim += self.sync.out_dim + 1
         self.classifier = nn.Sequential(
-            nn.Linear(len(MODALITIES) * (d + 1), d),
+            nn.Linear(fused_dim, d),
             nn.GELU(),
             nn.Dropout(config.dropout),
             nn.Linear(d, config.n_classes),
@@ -319,5 +329,9 @@ class CrossModalDetector(nn.Module):
             flag = present[m].to(torch.float32)[:, None]
             features.append(masked_mean(self.final_norms[m](fused[m]), masks[m]) * flag)
             features.append(flag)
+        if self.sync is not None:
+            sync, sync_present = self.sync(tokens["image"], masks["image"], times["image"],
+                                           tokens["audio"], masks["audio"], times["audio"])
+            features += [sync, sync_present.to(torch.float32)[:, None]]
         logits = self.classifier(torch.cat(features, dim=1).to(self.dtype)).float()
         return DetectorOutput(logits=logits, modality_logits=modality_logits, modality_present=present)

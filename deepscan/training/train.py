@@ -12,6 +12,12 @@ the rule ``check`` uses), so early stopping and calibration see what users will 
 - Calibration: temperature scaling on the validation files' log-odds (Guo et al., ICML 2017).
 - Threshold: 0.5 on the calibrated ``p_fake`` (the Bayes decision for calibrated probabilities
   at equal costs); ``deepscan evaluate --fit-threshold --target-fpr F`` picks another.
+- Synchrony: the detector gets SyncNet-style lag-correlation features
+  (:attr:`TrainConfig.sync_channels`), and each epoch adds *feature-level sync negatives*: copies of
+  real training windows whose audio tokens are rolled 0.24-0.96 s against the frames, or taken
+  from another real file's window, labelled fake (:attr:`TrainConfig.sync_negatives`). These are
+  SyncNet's negatives (Chung & Zisserman, ACCV-W 2016, sec. 3.1: shifted or other-clip audio);
+  made from cached tokens they cost no decoding or encoding.
 - Determinism: one seed drives weight init, dropout and batch order; the detector runs on one
   CPU thread (faster for this small model, ~10x here, and free of thread-order effects).
 """
@@ -43,6 +49,9 @@ DEFAULT_LR = 1e-3
 DEFAULT_WEIGHT_DECAY = 1e-2
 DEFAULT_PATIENCE = 8
 DEFAULT_MODALITY_DROPOUT = 0.1
+DEFAULT_SYNC_CHANNELS = 4
+DEFAULT_SYNC_NEGATIVES = 2.0  # sync negatives per real training window and epoch
+SYNC_SHIFT_RANGE_S = (0.24, 0.96)  # |roll| of the audio tokens in a shifted sync negative
 EVAL_BATCH = 64  # windows per forward pass when scoring
 
 
@@ -68,6 +77,11 @@ class TrainConfig:
         Detector width, heads, self-attention layers and feed-forward width.
     dropout, modality_dropout : float
         Dropout and per-modality dropout probabilities.
+    sync_channels : int
+        Channels of the detector's synchrony features (0 disables them).
+    sync_negatives : float
+        Expected feature-level sync negatives per real training window with frames and audio, per
+        epoch (0 disables them); half shifted audio, half audio from another file.
     """
 
     epochs: int = DEFAULT_EPOCHS
@@ -82,6 +96,8 @@ class TrainConfig:
     ff_dim: int = 256
     dropout: float = 0.0
     modality_dropout: float = DEFAULT_MODALITY_DROPOUT
+    sync_channels: int = DEFAULT_SYNC_CHANNELS
+    sync_negatives: float = DEFAULT_SYNC_NEGATIVES
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "d_model", "n_heads", "ff_dim"):
@@ -91,6 +107,9 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0, got {self.patience!r}")
+        if self.sync_channels < 0 or self.sync_negatives < 0:
+            raise ValueError(f"sync_channels and sync_negatives must be >= 0, got {self.sync_channels!r}, "
+                             f"{self.sync_negatives!r}")
 
 
 @dataclass
@@ -125,7 +144,8 @@ def default_detector_config(extractors, cfg: TrainConfig) -> DetectorConfig:
     dims = {m: int(extractors.config[m]["dim"]) for m in MODALITIES}
     return DetectorConfig(image_dim=dims["image"], audio_dim=dims["audio"], video_dim=dims["video"],
                           d_model=cfg.d_model, n_heads=cfg.n_heads, n_self_layers=cfg.n_self_layers,
-                          ff_dim=cfg.ff_dim, dropout=cfg.dropout, modality_dropout=cfg.modality_dropout)
+                          ff_dim=cfg.ff_dim, dropout=cfg.dropout, modality_dropout=cfg.modality_dropout,
+                          sync_channels=int(cfg.sync_channels))
 
 
 def checkpoint_encoders(extractors) -> dict:
@@ -152,6 +172,71 @@ def _pad(features: list) -> dict:
 
 def _take(batch: dict, index: torch.Tensor) -> dict:
     return {k: (v[index] if v is not None else None) for k, v in batch.items()}
+
+
+def sync_negatives(padded: dict, labels: np.ndarray, owner: np.ndarray, rate: float,
+                   generator: torch.Generator) -> dict | None:
+    """Feature-level sync negatives: real windows with their audio tokens shifted or swapped in.
+
+    Each real window with image and audio tokens is drawn ``rate`` times on average (Poisson
+    thinning by a Bernoulli per copy). Half the copies roll the window's audio tokens by
+    :data:`SYNC_SHIFT_RANGE_S` either way within its real tokens (times stay, so the voice slides
+    against the mouth); half take the audio tokens, mask and times of a real window of another file.
+
+    Parameters
+    ----------
+    padded : dict
+        Batched training windows (:func:`deepscan.scanner.batch_features`).
+    labels : np.ndarray
+        int64 ``(N,)`` window labels (0 real).
+    owner : np.ndarray
+        int64 ``(N,)`` file index of each window.
+    rate : float
+        Expected copies per eligible window.
+    generator : torch.Generator
+        Source of all draws.
+
+    Returns
+    -------
+    dict or None
+        Batched negatives (same keys as ``padded``), or None when there are none.
+    """
+    if padded.get("audio") is None or padded.get("image") is None or rate <= 0:
+        return None
+    eligible = torch.nonzero(torch.as_tensor(labels == 0) & padded["audio_mask"].any(1)
+                             & (padded["image_mask"].sum(1) >= 4)).flatten()
+    if eligible.numel() < 2:
+        return None
+    copies = int(np.floor(rate)) + 1
+    chosen = eligible.repeat(copies)
+    keep = torch.rand(chosen.numel(), generator=generator) < rate / copies
+    chosen = chosen[keep]
+    if chosen.numel() == 0:
+        return None
+    out = _take(padded, chosen)
+    audio, mask, times = out["audio"].clone(), out["audio_mask"].clone(), out["audio_times"].clone()
+    swap = torch.rand(chosen.numel(), generator=generator) < 0.5
+    owners = torch.as_tensor(owner)
+    for row in range(chosen.numel()):
+        n = int(mask[row].sum())
+        if swap[row]:
+            others = eligible[owners[eligible] != owners[chosen[row]]]
+            if others.numel():
+                donor = others[torch.randint(others.numel(), (1,), generator=generator)].item()
+                audio[row], mask[row], times[row] = padded["audio"][donor], padded["audio_mask"][donor], padded["audio_times"][donor]
+                continue
+        step = float(times[row, 1] - times[row, 0]) if n > 1 else 0.08
+        lo, hi = (max(int(round(s / step)), 1) for s in SYNC_SHIFT_RANGE_S)
+        k = int(torch.randint(lo, hi + 1, (1,), generator=generator)) * (1 if torch.rand(1, generator=generator) < 0.5 else -1)
+        audio[row, :n] = torch.roll(audio[row, :n], k % max(n, 1), dims=0)
+    out["audio"], out["audio_mask"], out["audio_times"] = audio, mask, times
+    return out
+
+
+def _cat(a: dict, b: dict | None) -> dict:
+    if b is None:
+        return a
+    return {k: (torch.cat([a[k], b[k]]) if a[k] is not None else None) for k in a}
 
 
 @torch.no_grad()
@@ -221,7 +306,7 @@ def train_detector(
     ValueError
         When the training files lack a class.
     """
-    windows, labels, _ = _flatten(train)
+    windows, labels, train_owner = _flatten(train)
     counts = np.bincount(labels, minlength=2)
     if counts.min() == 0:
         raise ValueError(f"training needs real and fake windows, got {counts[0]} real and {counts[1]} fake")
@@ -232,9 +317,8 @@ def train_detector(
         generator = torch.Generator().manual_seed(cfg.seed)
         model = CrossModalDetector(config)
         optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        class_weight = torch.tensor(len(labels) / (2.0 * counts), dtype=torch.float32)
-        padded = _pad(windows)
-        y = torch.as_tensor(labels)
+        base_padded = _pad(windows)
+        base_y = torch.as_tensor(labels)
         val_y = np.array([s.y for s in val], np.int64)
         can_validate = len(set(val_y.tolist())) == 2
         val_padded = None
@@ -244,7 +328,15 @@ def train_detector(
         history, best, best_key, best_epoch, stale = [], None, None, 0, 0
         for epoch in range(1, cfg.epochs + 1):
             model.train()
-            order = torch.randperm(len(labels), generator=generator)
+            padded, y = base_padded, base_y
+            if config.sync_channels and cfg.sync_negatives > 0:
+                extra = sync_negatives(base_padded, labels, train_owner, cfg.sync_negatives, generator)
+                if extra is not None:
+                    padded = _cat(base_padded, extra)
+                    y = torch.cat([base_y, torch.ones(extra["audio"].shape[0], dtype=torch.int64)])
+            epoch_counts = np.bincount(y.numpy(), minlength=2)
+            class_weight = torch.tensor(len(y) / (2.0 * epoch_counts), dtype=torch.float32)
+            order = torch.randperm(len(y), generator=generator)
             total = 0.0
             for start in range(0, len(order), cfg.batch_size):
                 index = order[start:start + cfg.batch_size]
