@@ -111,7 +111,18 @@ def test_local_directory_round_trip(encoder_dir):
     crops = rng.integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
     wave = rng.standard_normal(16_000).astype(np.float32)
     a, b = local.encode(crops, np.arange(3) / 8, wave), debug.encode(crops, np.arange(3) / 8, wave)
-    torch.testing.assert_close(a.image, b.image, rtol=1e-5, atol=1e-5)
+    # A saved copy loads as a plain CLIPVisionModelWithProjection: same weights, CLIP's own
+    # image_embeds (the debug preset's mean-patch output is a debug-only head).
+    from transformers import CLIPVisionModelWithProjection
+
+    from deepscan.extractors.image import ImageEncoder
+
+    source = build_debug_image_model()
+    plain = CLIPVisionModelWithProjection(source.config)
+    plain.load_state_dict(source.state_dict())
+    expected = ImageEncoder(plain)(crops)
+    torch.testing.assert_close(a.image, expected, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(a.image, b.image, atol=1e-3)
     torch.testing.assert_close(a.audio, b.audio, rtol=1e-5, atol=1e-5)
     assert not local.is_debug and local.config["image"]["id"] == str((encoder_dir / "image").resolve())
     assert local.config_hash() != debug.config_hash()

@@ -15,14 +15,14 @@ from deepscan import synth
 from tests.conftest import REPO_ROOT
 from tests.helpers import make_detector
 
-N_FILES = 6
+N_FILES = 24  # enough files that a signal sent after the second result always lands mid-batch
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("batch")
     for i in range(N_FILES):
-        synth.write_audio(root / f"voice{i}.wav", duration_s=3.0, seed=i)
+        synth.write_audio(root / f"voice{i:02d}.wav", duration_s=1.0, seed=i)
     return root
 
 
@@ -71,7 +71,7 @@ def test_killed_scan_resumes_without_loss_or_duplicates(tmp_path, folder, detect
     assert resumed.returncode == 0, resumed.stderr
     after = _lines(out)
     paths = [r["path"] for r in after]
-    assert sorted(paths) == sorted(str(folder / f"voice{i}.wav") for i in range(N_FILES))
+    assert sorted(paths) == sorted(str(folder / f"voice{i:02d}.wav") for i in range(N_FILES))
     assert len(set(paths)) == len(paths)
     assert after[: len(before)] == before  # finished results were kept as they were
     assert all(r["status"] == "ok" for r in after)
