@@ -160,6 +160,8 @@ def run(args) -> dict:
     errors = [r.path for r in cold_results + warm_results if r.status != "ok"]
     print(f"deepscan cold {cold:.1f} s, warm {warm:.2f} s", file=sys.stderr)
 
+    cores = len(os.sched_getaffinity(0))
+    torch.set_num_threads(cores)  # the scan set its own count; the naive pipeline and the floor get every core
     naive = NaivePipeline(scanner.extractors.image.model, scanner.extractors.audio.model)
     start = time.perf_counter()
     for path in files:
@@ -173,7 +175,7 @@ def run(args) -> dict:
     report = {
         "command": "python -m bench" + (" --quick" if args.quick else ""),
         "corpus": {**spec, "files": len(files), "media_seconds": round(seconds, 1), "clip_size": list(CLIP_SIZE)},
-        "machine": {"cpu_cores": len(os.sched_getaffinity(0)), "torch_threads": torch.get_num_threads(),
+        "machine": {"cpu_cores": cores, "torch_threads": scanner.threads, "naive_and_floor_threads": cores,
                     "workers": workers, "precision": str(scanner.extractors.dtype).replace("torch.", ""),
                     "platform": platform.platform(), "torch": torch.__version__},
         "seconds": {"deepscan_cold": round(cold, 2), "deepscan_warm": round(warm, 3), "naive": round(naive_s, 2),
