@@ -58,6 +58,15 @@ class DetectorConfig:
     sync_kernel_s : float
         Half-width in seconds of the kernel resampling audio tokens onto frame times (0.08 s, the
         spacing of the 12.5 Hz audio tokens).
+    fuse_modality_logits : bool
+        Add each present modality head's fake-vs-real log-odds to the fused log-odds, so that a
+        manipulation one modality's head sees counts in the verdict (evidence adds up, as in a
+        product of experts, Hinton 2002); False (the default, and what older checkpoints load as)
+        keeps the fused head alone.
+    modality_stats_pooling : bool
+        Pool each modality's tokens into mean and standard deviation for its head (statistics
+        pooling, Snyder et al., "X-vectors", ICASSP 2018), so that a head sees how tokens vary over
+        time, not only their average; False (the default) pools the mean alone.
 
     Raises
     ------
@@ -82,6 +91,8 @@ class DetectorConfig:
     sync_max_lag_s: float = 1.0
     sync_lag_step_s: float = 0.125
     sync_kernel_s: float = 0.08
+    fuse_modality_logits: bool = False
+    modality_stats_pooling: bool = False
 
     def __post_init__(self):
         # JSON gives lists; store tuples so the config stays hashable and comparable.

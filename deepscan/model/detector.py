@@ -153,7 +153,8 @@ class CrossModalDetector(nn.Module):
             }
         )
         self.self_norms = nn.ModuleDict({m: nn.LayerNorm(d) for m in MODALITIES})
-        self.modality_heads = nn.ModuleDict({m: nn.Linear(d, config.n_classes) for m in MODALITIES})
+        head_dim = 2 * d if config.modality_stats_pooling else d
+        self.modality_heads = nn.ModuleDict({m: nn.Linear(head_dim, config.n_classes) for m in MODALITIES})
         self.cross_layers = nn.ModuleDict(
             {
                 f"{q}_{k}": CrossModalAttention(d, config.n_heads, config.dropout, config.ff_dim)
@@ -316,8 +317,12 @@ class CrossModalDetector(nn.Module):
 
         modality_logits = {}
         for m in MODALITIES:
-            pooled = masked_mean(self.self_norms[m](states[m]), masks[m])
-            logits = self.modality_heads[m](pooled).float()
+            normed = self.self_norms[m](states[m])
+            pooled = masked_mean(normed, masks[m])
+            if self.config.modality_stats_pooling:
+                spread = (masked_mean(normed.float() ** 2, masks[m]) - pooled**2).clamp(min=0.0)
+                pooled = torch.cat([pooled, (spread + 1e-6).sqrt()], dim=1)
+            logits = self.modality_heads[m](pooled.to(self.dtype)).float()
             modality_logits[m] = torch.where(present[m][:, None], logits, torch.zeros_like(logits))
 
         fused = dict(states)
@@ -334,4 +339,7 @@ class CrossModalDetector(nn.Module):
                                            tokens["audio"], masks["audio"], times["audio"])
             features += [sync, sync_present.to(torch.float32)[:, None]]
         logits = self.classifier(torch.cat(features, dim=1).to(self.dtype)).float()
+        if self.config.fuse_modality_logits:
+            evidence = sum(modality_logits[m][:, 1] - modality_logits[m][:, 0] for m in MODALITIES)
+            logits = logits + torch.stack([torch.zeros_like(evidence), evidence], dim=1)
         return DetectorOutput(logits=logits, modality_logits=modality_logits, modality_present=present)

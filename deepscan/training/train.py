@@ -51,6 +51,15 @@ DEFAULT_PATIENCE = 8
 DEFAULT_MODALITY_DROPOUT = 0.1
 DEFAULT_SYNC_CHANNELS = 4
 DEFAULT_SYNC_NEGATIVES = 2.0  # sync negatives per real training window and epoch
+DEFAULT_MODALITY_LOSS = 2.0  # weight of the per-modality heads' loss
+# Which modalities each pseudo-fake kind manipulates. Lip-sync fakes (offset, swapped voice) leave
+# every modality real on its own: only their combination is fake, which the fused head judges.
+MANIPULATED_MODALITIES = {
+    "av_offset": frozenset(),
+    "swapped_audio": frozenset(),
+    "blended_face": frozenset({"image", "video"}),
+    "vocoded_audio": frozenset({"audio"}),
+}
 SYNC_SHIFT_RANGE_S = (0.24, 0.96)  # |roll| of the audio tokens in a shifted sync negative
 EVAL_BATCH = 64  # windows per forward pass when scoring
 
@@ -82,6 +91,12 @@ class TrainConfig:
     sync_negatives : float
         Expected feature-level sync negatives per real training window with frames and audio, per
         epoch (0 disables them); half shifted audio, half audio from another file.
+    modality_loss : float
+        Weight of the per-modality heads' loss (0 disables it): each head learns whether *its*
+        modality was manipulated, known from the fake kind (:data:`MANIPULATED_MODALITIES`).
+    stats_pooling : bool
+        Mean and standard deviation pooling for the modality heads
+        (``DetectorConfig.modality_stats_pooling``).
     """
 
     epochs: int = DEFAULT_EPOCHS
@@ -98,6 +113,8 @@ class TrainConfig:
     modality_dropout: float = DEFAULT_MODALITY_DROPOUT
     sync_channels: int = DEFAULT_SYNC_CHANNELS
     sync_negatives: float = DEFAULT_SYNC_NEGATIVES
+    modality_loss: float = DEFAULT_MODALITY_LOSS
+    stats_pooling: bool = True
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "d_model", "n_heads", "ff_dim"):
@@ -145,7 +162,9 @@ def default_detector_config(extractors, cfg: TrainConfig) -> DetectorConfig:
     return DetectorConfig(image_dim=dims["image"], audio_dim=dims["audio"], video_dim=dims["video"],
                           d_model=cfg.d_model, n_heads=cfg.n_heads, n_self_layers=cfg.n_self_layers,
                           ff_dim=cfg.ff_dim, dropout=cfg.dropout, modality_dropout=cfg.modality_dropout,
-                          sync_channels=int(cfg.sync_channels))
+                          sync_channels=int(cfg.sync_channels),
+                          fuse_modality_logits=cfg.modality_loss > 0,
+                          modality_stats_pooling=cfg.stats_pooling)
 
 
 def checkpoint_encoders(extractors) -> dict:
@@ -162,6 +181,40 @@ def _flatten(samples: Sequence[FileSample]) -> tuple[list, np.ndarray, np.ndarra
             labels.append(s.y)
             owner.append(i)
     return windows, np.asarray(labels, np.int64), np.asarray(owner, np.int64)
+
+
+def modality_targets(samples: Sequence[FileSample]) -> torch.Tensor:
+    """Per-window targets of the modality heads: 1 where that modality was manipulated.
+
+    Parameters
+    ----------
+    samples : sequence of FileSample
+
+    Returns
+    -------
+    torch.Tensor
+        int64 ``(N_windows, 3)`` in :data:`~deepscan.model.config.MODALITIES` order: 0 real,
+        1 manipulated, -1 unknown (a fake of a kind not in :data:`MANIPULATED_MODALITIES`).
+    """
+    rows = []
+    for s in samples:
+        if s.y == 0:
+            row = [0] * len(MODALITIES)
+        elif s.kind in MANIPULATED_MODALITIES:
+            row = [int(m in MANIPULATED_MODALITIES[s.kind]) for m in MODALITIES]
+        else:
+            row = [-1] * len(MODALITIES)
+        rows.extend([row] * len(s.windows))
+    return torch.tensor(rows, dtype=torch.int64).reshape(-1, len(MODALITIES))
+
+
+def _modality_loss(out, targets: torch.Tensor) -> torch.Tensor:
+    losses = []
+    for i, m in enumerate(MODALITIES):
+        target = targets[:, i].masked_fill(~out.modality_present[m], -1)
+        if bool((target >= 0).any()):
+            losses.append(F.cross_entropy(out.modality_logits[m], target, ignore_index=-1))
+    return torch.stack(losses).mean() if losses else out.logits.sum() * 0.0
 
 
 def _pad(features: list) -> dict:
@@ -319,6 +372,7 @@ def train_detector(
         optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         base_padded = _pad(windows)
         base_y = torch.as_tensor(labels)
+        base_targets = modality_targets(train)
         val_y = np.array([s.y for s in val], np.int64)
         can_validate = len(set(val_y.tolist())) == 2
         val_padded = None
@@ -328,12 +382,15 @@ def train_detector(
         history, best, best_key, best_epoch, stale = [], None, None, 0, 0
         for epoch in range(1, cfg.epochs + 1):
             model.train()
-            padded, y = base_padded, base_y
+            padded, y, targets = base_padded, base_y, base_targets
             if config.sync_channels and cfg.sync_negatives > 0:
                 extra = sync_negatives(base_padded, labels, train_owner, cfg.sync_negatives, generator)
                 if extra is not None:
+                    n_extra = extra["audio"].shape[0]
                     padded = _cat(base_padded, extra)
-                    y = torch.cat([base_y, torch.ones(extra["audio"].shape[0], dtype=torch.int64)])
+                    y = torch.cat([base_y, torch.ones(n_extra, dtype=torch.int64)])
+                    # each modality of a sync negative is real on its own
+                    targets = torch.cat([base_targets, torch.zeros(n_extra, len(MODALITIES), dtype=torch.int64)])
             epoch_counts = np.bincount(y.numpy(), minlength=2)
             class_weight = torch.tensor(len(y) / (2.0 * epoch_counts), dtype=torch.float32)
             order = torch.randperm(len(y), generator=generator)
@@ -342,6 +399,8 @@ def train_detector(
                 index = order[start:start + cfg.batch_size]
                 out = model(**_take(padded, index))
                 loss = F.cross_entropy(out.logits, y[index], weight=class_weight)
+                if cfg.modality_loss > 0:
+                    loss = loss + cfg.modality_loss * _modality_loss(out, targets[index])
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
