@@ -57,8 +57,11 @@ def _wait_for_lines(path, count, process, timeout=180):
 def test_killed_scan_resumes_without_loss_or_duplicates(tmp_path, folder, detector, sig):
     out = tmp_path / "results.jsonl"
     # one file per encoder batch, so results are written while the batch is still going
+    # A background job of a non-interactive shell (as CI may run us) inherits SIGINT ignored, and
+    # Python then installs no KeyboardInterrupt handler: restore the default in the child.
     process = subprocess.Popen(_command(folder, detector, out, "--workers", "1", "--batch-size", "1"),
-                               env=_env(), stderr=subprocess.PIPE, text=True)
+                               env=_env(), stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for_lines(out, 2, process)
     process.send_signal(sig)
     _, err = process.communicate(timeout=60)
