@@ -7,32 +7,29 @@ import re
 import typer
 
 from deepscan.cli import app
+from scripts.cli_reference import iter_commands
+from scripts.cli_reference import reference as cli_reference
 from tests.conftest import REPO_ROOT
 
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
 
 
-def _commands(group, prefix: str = "deepscan"):
-    for name, command in group.commands.items():
-        path = f"{prefix} {name}"
-        if hasattr(command, "commands"):
-            yield from _commands(command, path)
-        else:
-            yield path, command
-
-
 def test_every_command_and_option_is_in_the_cli_reference():
     reference = README.split("## CLI reference", 1)[1].split("\n## ", 1)[0]
     missing = []
-    for path, command in _commands(typer.main.get_command(app)):
+    for path, command in iter_commands(typer.main.get_command(app)):
         if f"`{path}" not in reference:
             missing.append(path)
         for param in command.params:
-            if param.param_type_name == "option":
-                names = [n for n in param.opts + param.secondary_opts if n.startswith("--")]
-                if names and not any(n in reference for n in names) and "--help" not in names:
-                    missing.append(f"{path} {names[0]}")
+            names = [n for n in param.opts + param.secondary_opts if n.startswith("--")]
+            if param.param_type_name == "option" and "--help" not in names and not any(n in reference for n in names):
+                missing.append(f"{path} {names[0]}")
     assert not missing, f"README's CLI reference lacks: {missing}"
+
+
+def test_cli_reference_is_current():
+    block = README.split("<!-- cli-reference -->\n", 1)[1].split("\n<!-- /cli-reference -->", 1)[0]
+    assert block.strip() == cli_reference().strip(), "run `python scripts/cli_reference.py` and paste it into README.md"
 
 
 def test_ci_runs_the_readme_test_command():
