@@ -134,7 +134,8 @@ def test_mismatched_encoders_are_refused_naming_both_sides(saved, modality, chan
 
 
 def test_partial_expectations_and_revision_warning(saved):
-    load_detector(saved[0], expected_encoders={"audio": {"id": "facebook/wav2vec2-base"}})
+    _, checkpoint = load_detector(saved[0], expected_encoders={"audio": {"id": "facebook/wav2vec2-base"}})
+    assert checkpoint.encoders["audio"]["id"] == "facebook/wav2vec2-base"
     with pytest.warns(UserWarning, match="revision"):
         load_detector(saved[0], expected_encoders={"image": {**ENCODERS["image"], "revision": "main"}})
     with warnings.catch_warnings():

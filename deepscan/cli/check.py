@@ -89,7 +89,7 @@ def check(
     interrupted = False
     with open_output(output, append=resume) as stream:
         writer = _streaming_writer(output_format, stream)
-        with _progress(not progress_enabled(output_format.value, quiet)) as progress:
+        with _progress(not progress_enabled(quiet)) as progress:
             total = None
             if not isinstance(progress, _NoProgress):
                 from deepscan.scanner import total_media_seconds

@@ -40,6 +40,6 @@ def open_output(path: Path | None, append: bool = False):
         yield stream
 
 
-def progress_enabled(output_format: str, quiet: bool) -> bool:
+def progress_enabled(quiet: bool) -> bool:
     """Show a progress bar only to a person: not when quiet, and only if stderr is a terminal."""
     return not quiet and stderr.is_terminal
