@@ -136,3 +136,17 @@ def test_real_only_makes_every_kind_and_caches_them(three_reals, extractors, tmp
     again = build_samples(ds, store, real_only=True, variants=1, seed=5)
     assert store.encoded == encoded  # all from the cache
     assert [s.kind for s in again] == [s.kind for s in samples]
+
+
+def test_pseudo_fakes_augment_only_the_chosen_splits(tmp_path, extractors):
+    manifest = make_synthetic_corpus(tmp_path / "data", clips=12, seed=4)
+    ds = load_dataset(manifest)
+    store = FeatureStore(extractors, cache=tmp_path / "cache")
+    plain = build_samples(ds, store)
+    augmented = build_samples(ds, store, augment_splits=("train",), kinds=("blended_face", "vocoded_audio"), seed=2)
+    added = [s for s in augmented if s.y == 1 and "/real/" in s.path.replace("\\", "/")]
+    train_reals = [i for i in ds.items if i.label == "real" and i.split == "train"]
+    assert train_reals and len(added) == 2 * len(train_reals)
+    assert {s.split for s in added} == {"train"} and {s.kind for s in added} == {"blended_face", "vocoded_audio"}
+    assert len(augmented) - len(added) == len(plain)  # the labelled files are all still there
+    assert sum(1 for s in augmented if s.split != "train" and s.y == 1) == sum(1 for s in plain if s.split != "train" and s.y == 1)

@@ -19,7 +19,8 @@ def train(
     epochs: int = typer.Option(30, "--epochs", min=1, help="Most passes over the training windows."),
     seed: int = typer.Option(0, "--seed", help="Seed of initialisation, dropout, batch order and pseudo-fakes."),
     real_only: bool = typer.Option(False, "--real-only", help="Use only real media; fakes are pseudo-fakes made from them."),
-    variants: int = typer.Option(1, "--variants", min=1, help="With --real-only: seeded pseudo-fakes of each kind per real file."),
+    variants: int = typer.Option(1, "--variants", min=1, help="Seeded pseudo-fakes of each kind per real file."),
+    pseudo_fakes: bool = typer.Option(False, "--pseudo-fakes", help="With labelled fakes, also train on pseudo-fakes of the training and validation reals."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Windows per training step."),
     lr: float = typer.Option(1e-3, "--lr", min=0.0, help="AdamW learning rate."),
     patience: int = typer.Option(8, "--patience", min=0, help="Epochs without a better validation AUC before stopping."),
@@ -32,7 +33,7 @@ def train(
     try:
         with progress_bar(quiet) as progress:
             summary = run_training(data, output, encoders=encoders, epochs=epochs, seed=seed, real_only=real_only,
-                                   variants=variants, batch_size=batch_size, lr=lr, patience=patience,
+                                   variants=variants, pseudo_fakes=pseudo_fakes, batch_size=batch_size, lr=lr, patience=patience,
                                    cache_dir=cache_dir, progress=progress)
     except ModelLoadingError as error:
         stderr.print(f"[red]error:[/] {error}")

@@ -573,8 +573,13 @@ def build_samples(
     variants: int = 1,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    augment_splits: Sequence[str] = (),
 ) -> list:
     """Features of every file of the chosen splits, plus pseudo-fakes of the reals when ``real_only``.
+
+    Pseudo-fakes of the reals can also be added to labelled fakes (``augment_splits``): the detector
+    then sees many more manipulations of each kind than a small labelled set holds, the way SBI
+    trains on self-blended images made on the fly (Shiohara & Yamasaki, CVPR 2022).
 
     Parameters
     ----------
@@ -585,18 +590,22 @@ def build_samples(
     real_only : bool
         Make fakes from the reals (each real file gives ``variants`` pseudo-fakes of each kind).
     kinds : sequence of str
-        Pseudo-fake kinds used when ``real_only``.
+        Pseudo-fake kinds made.
     variants : int
         Seeded versions per kind and real file.
     seed : int
         Seed of the pseudo-fakes.
     progress : callable(done, total), optional
         Called after each file.
+    augment_splits : sequence of str
+        Splits whose real files also give pseudo-fakes when the data has labelled fakes (with
+        ``real_only`` every split does).
 
     Returns
     -------
     list of FileSample
-        Files with no scorable window are left out.
+        Files with no scorable window are left out; pseudo-fakes carry their real file's path,
+        split and source, ``y = 1`` and their kind.
 
     Raises
     ------
@@ -616,7 +625,7 @@ def build_samples(
         windows = store.features(item.path)
         if windows:
             samples.append(FileSample(str(item.path), item.y, item.kind, item.split, item.source, windows))
-        if real_only and item.label == "real":
+        if item.label == "real" and (real_only or item.split in augment_splits):
             same = [o for o in dataset.items if o.label == "real" and o.split == item.split and o.source != item.source]
             donor = same[(items.index(item) + 1) % len(same)].path if same else None
             for (kind, v), fake_windows in store.pseudo_fakes(item.path, kinds, variants, seed, donor).items():

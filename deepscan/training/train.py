@@ -60,6 +60,10 @@ MANIPULATED_MODALITIES = {
     "blended_face": frozenset({"image", "video"}),
     "vocoded_audio": frozenset({"audio"}),
 }
+# Splits whose real files also give pseudo-fakes when the data has labelled fakes: more fakes to
+# learn from and to select the epoch on; the test split is left as labelled, so its metrics are not
+# flattered by manipulations the detector was taught.
+SPLITS_WITH_PSEUDO_FAKES = ("train", "val")
 SYNC_SHIFT_RANGE_S = (0.24, 0.96)  # |roll| of the audio tokens in a shifted sync negative
 EVAL_BATCH = 64  # windows per forward pass when scoring
 
@@ -458,6 +462,7 @@ def save_trained(
     real_only: bool,
     kinds: Sequence[str],
     test_metrics: dict | None = None,
+    pseudo_fakes: bool = False,
 ) -> str:
     """Save a trained detector with its provenance, calibration and threshold.
 
@@ -474,7 +479,8 @@ def save_trained(
         "trained_on": trained_on,
         "encoders": "debug" if extractors.is_debug else "pretrained",
         "data": {**dataset.describe(), "samples": counts_of(samples), "real_only": bool(real_only)},
-        "pseudo_fake_kinds": list(kinds) if real_only else [],
+        "pseudo_fake_kinds": list(kinds) if real_only or pseudo_fakes else [],
+        "pseudo_fake_splits": ["train", "val", "test"] if real_only else list(SPLITS_WITH_PSEUDO_FAKES) if pseudo_fakes else [],
         "metrics": {"val": result.val_metrics, "test": test_metrics},
         "history": result.history,
         "best_epoch": result.best_epoch,
@@ -510,6 +516,7 @@ def run_training(
     seed: int = 0,
     real_only: bool = False,
     variants: int = 1,
+    pseudo_fakes: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     lr: float = DEFAULT_LR,
     patience: int = DEFAULT_PATIENCE,
@@ -533,6 +540,11 @@ def run_training(
         As :class:`TrainConfig` (ignored when ``train_config`` is given).
     real_only : bool
         Train on the reals and their pseudo-fakes (``variants`` per kind and file).
+    variants : int
+        Seeded pseudo-fakes of each kind per real file.
+    pseudo_fakes : bool
+        With labelled fakes, also train on pseudo-fakes of the real files of
+        :data:`SPLITS_WITH_PSEUDO_FAKES` (the test split keeps only the labelled fakes).
     cache_dir : str or os.PathLike, optional
         Feature cache location.
     kinds : sequence of str, optional
@@ -572,6 +584,7 @@ def run_training(
     store = FeatureStore(extractors, cache=cache_dir)
     feature_task = progress.add_task("features", total=len(dataset.items), info="") if progress else None
     samples = build_samples(dataset, store, real_only=real_only, kinds=kinds, variants=variants, seed=cfg.seed,
+                            augment_splits=SPLITS_WITH_PSEUDO_FAKES if pseudo_fakes else (),
                             progress=(lambda d, n: progress.update(feature_task, completed=d)) if progress else None)
     split = {name: [s for s in samples if s.split == name] for name in ("train", "val", "test")}
     if not split["val"]:
@@ -592,7 +605,8 @@ def run_training(
         calibrated = SimpleNamespace(threshold=result.threshold, temperature=result.temperature)
         test_metrics = evaluate_samples(result.model, calibrated, split["test"])
         test_metrics.pop("files", None)
-    sha = save_trained(output, result, extractors, store.sampling, dataset, samples, cfg, real_only, kinds, test_metrics)
+    sha = save_trained(output, result, extractors, store.sampling, dataset, samples, cfg, real_only, kinds, test_metrics,
+                       pseudo_fakes=pseudo_fakes)
     return {"trained_on": "synthetic" if dataset.synthetic else ("debug" if extractors.is_debug else dataset.name),
             "best_epoch": result.best_epoch, "temperature": result.temperature, "threshold": result.threshold,
             "val": result.val_metrics, "test": test_metrics, "counts": counts_of(samples),
