@@ -68,7 +68,8 @@ def demo(
     auc = test.get("auc")
     console.print(f"held-out AUC: {'n/a' if auc is None else f'{auc:.3f}'} on {test.get('n_real', 0)} real and "
                   f"{test.get('n_fake', 0)} fake test files (per kind: {per_kind or 'n/a'})")
-    console.print(f"validation AUC: {(summary['val'] or {}).get('auc')}; synth {t_synth:.0f} s, "
+    val_auc = (summary["val"] or {}).get("auc")
+    console.print(f"validation AUC: {'n/a' if val_auc is None else f'{val_auc:.3f}'}; synth {t_synth:.0f} s, "
                   f"features + training {t_train:.0f} s, total {time.perf_counter() - started:.0f} s")
     console.print(f"detector: {detector} (try: deepscan check FILE --encoders debug --detector {detector})")
     if auc is None or auc < AUC_TARGET:
