@@ -24,6 +24,7 @@ file it was decoding into an error result ("decoder crashed") and is replaced, a
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -56,6 +57,11 @@ CRASH_TEST_ENV = "DEEPSCAN_TEST_WORKER_EXIT"  # test hook: a worker exits hard o
 # default --workers: one decoding process per this many cores. On 2 cores, 1 worker + 1 torch thread
 # (38 s on the quick bench corpus) matched 2 workers + 1 thread (33-43 s) with one process less.
 CORES_PER_WORKER = 2
+# Default torch threads: every core but this many per decoding worker. A worker is busy ~22% of a
+# cold scan (py-spy, BENCHMARKS.md), so the encoders share its core: on the idle 2-core machine,
+# quick bench corpus, 1 worker + 2 threads took 17.9 / 18.3 s against 24.0 / 25.5 s for 1 thread
+# (alternated, one run). Under heavy outside load (load average 3-7) 1 thread had won, 38 s vs 53 s.
+CORES_PER_WORKER_RESERVED = 0.5
 # Face detector runs on every 2nd sampled frame, the track held in between: it halved the Haar cost
 # with a face still found on every frame of the sample and synthetic videos (see BENCHMARKS.md).
 DETECT_EVERY = 2
@@ -471,9 +477,8 @@ class Scanner:
         The feature cache: an instance, a directory / SQLite file, ``None`` or ``True`` for
         :func:`deepscan.cache.default_cache_dir`, ``False`` for no cache.
     threads : int or None
-        Torch threads for the encoders; ``None``: the cores left by the workers (one core per
-        worker), at least 1. On 2 cores, 1 thread + 1 worker scanned the quick bench corpus in
-        38 s against 53 s for 2 threads + 1 worker (oversubscribed) and 44 s for 2 threads in-process.
+        Torch threads for the encoders; ``None``: the cores less half a core per decoding worker
+        (:data:`CORES_PER_WORKER_RESERVED`), at least 1: 2 threads beside 1 worker on 2 cores.
 
     Raises
     ------
@@ -532,7 +537,7 @@ class Scanner:
         self.limits = limits
         self.detector_info = describe_detector(self.checkpoint, self.extractors.is_debug)
         self.workers = default_workers() if workers is None else int(workers)
-        self.threads = threads if threads is not None else max(1, _cores() - self.workers)
+        self.threads = threads if threads is not None else max(1, math.ceil(_cores() - CORES_PER_WORKER_RESERVED * self.workers))
         if cache is None or cache is True:
             cache = FeatureCache()
         elif cache is False:
