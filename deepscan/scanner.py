@@ -66,6 +66,10 @@ CORES_PER_WORKER_RESERVED = 0.5
 # with a face still found on every frame of the sample and synthetic videos (see BENCHMARKS.md).
 DETECT_EVERY = 2
 CACHE_FORMAT = 2  # bump when what the scanner stores in the feature cache changes
+# A file's features are held until the file is done, then stored in one cache entry. Beyond this many
+# windows (10 minutes at 4 s) a file is not cached, so that memory stays bounded by the window, not by
+# the file: an hour of full-size features would be ~210 MB, held, packed and serialised at the end.
+MAX_CACHED_WINDOWS = 150
 DETECTOR_ENV = "DEEPSCAN_DETECTOR"  # environment variable naming the default detector checkpoint
 
 NO_DETECTOR_HELP = (
@@ -182,6 +186,7 @@ class _FileState:
     key: str | None = None  # feature-cache key; None when caching is off or the file is unreadable
     from_cache: bool = False
     cached: list = field(default_factory=list)  # (window meta dict, Features) to store when done
+    too_long_to_cache: bool = False  # more than MAX_CACHED_WINDOWS windows: features are not kept
 
 
 @dataclass
@@ -828,8 +833,10 @@ class Scanner:
                 continue
             meta = {"index": pw.index, "start_s": pw.start_s, "end_s": pw.end_s, "frames": len(pw.crops),
                     "frames_with_face": pw.frames_with_face, "thumbnail": pw.thumbnail}
-            if state.key is not None and self.cache is not None:
+            if state.key is not None and self.cache is not None and not state.too_long_to_cache:
                 state.cached.append((meta, f))
+                if len(state.cached) > MAX_CACHED_WINDOWS:
+                    state.cached, state.too_long_to_cache = [], True
             kept.append((state, meta, f))
         self._detect(kept, on_progress)
 
@@ -883,7 +890,8 @@ class Scanner:
         return [(state, w, f) for w, f in zip(meta["windows"], features)]
 
     def _store(self, state: _FileState) -> None:
-        if self.cache is None or state.key is None or state.from_cache or state.error is not None:
+        if (self.cache is None or state.key is None or state.from_cache or state.error is not None
+                or state.too_long_to_cache):
             return
         meta = {"info": state.info.to_dict(), "windows": [m for m, _ in state.cached],
                 "faces": {"frames": state.frames, "frames_with_face": state.frames_with_face,

@@ -117,6 +117,17 @@ def test_no_cache_stores_nothing(tmp_path, media, detector):
     assert all(r.status == "ok" for r in _scan(scanner, media))
 
 
+def test_files_longer_than_the_cap_are_scored_but_not_cached(tmp_path, media, detector, monkeypatch):
+    monkeypatch.setattr(scanner_module, "MAX_CACHED_WINDOWS", 1)  # a.mp4 has two windows, b.wav one
+    cache = FeatureCache(tmp_path / "cache")
+    scanner = Scanner(detector=detector, encoders="debug", precision="fp32", workers=0, cache=cache)
+    long_clip, short_clip = media / "a.mp4", media / "b.wav"
+    results = {r.path: r for r in (scanner.scan_file(long_clip), scanner.scan_file(short_clip))}
+    assert results[str(long_clip)].status == "ok" and len(results[str(long_clip)].windows) == 2
+    assert cache_key(file_sha256(long_clip), **scanner.cache_config()) not in cache
+    assert cache_key(file_sha256(short_clip), **scanner.cache_config()) in cache
+
+
 def test_corrupt_entry_is_a_miss(tmp_path):
     cache = FeatureCache(tmp_path)
     cache.put("k", {"x": torch.ones(2)}, {"a": 1})
