@@ -4,9 +4,8 @@ Builds one long H.264/AAC clip by remuxing a 10 s ``deepscan.synth`` clip end to
 re-encoding, so building an hour takes seconds), scans it with deepscan's defaults and the
 full-size random-initialised encoders of ``python -m bench`` (CLIP ViT-B/32, wav2vec2-base), and
 samples the resident set size (RSS) of the scanning process every few seconds; the feature cache is
-on, as by default, in a fresh folder. A single file is
-decoded in the main process, so that process holds everything: decoder, windows, crops, encoders,
-features and results. Prints one JSON object: peak and percentile RSS, windows scanned, wall time.
+on, as by default, in a fresh folder. A single file is decoded in the main process, so that process
+holds everything: decoder, windows, crops, encoders, features and results. Prints one JSON object: peak and percentile RSS, windows scanned, wall time.
 """
 
 from __future__ import annotations
@@ -87,13 +86,13 @@ def run(minutes: float, height: int) -> dict:
 
     clip = build_long_clip(minutes, height)
     encoders, detector = build_encoders()
-    samples: list[tuple[float, float]] = []
+    rss: list[float] = []  # one sample every SAMPLE_EVERY_S seconds
     stop = threading.Event()
     start = time.perf_counter()
 
     def sample() -> None:
         while not stop.is_set():
-            samples.append((time.perf_counter() - start, rss_mb()))
+            rss.append(rss_mb())
             stop.wait(SAMPLE_EVERY_S)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -106,9 +105,8 @@ def run(minutes: float, height: int) -> dict:
     stop.set()
     sampler.join()
     scanner.close()
-    rss = [r for _, r in samples]
     result = results[0]
-    at = {f"{q}%": round(samples[min(len(samples) - 1, int(q / 100 * (len(samples) - 1)))][1], 1) for q in (10, 25, 50, 75, 100)}
+    at = {f"{q}%": round(rss[int(q / 100 * (len(rss) - 1))], 1) for q in (10, 25, 50, 75, 100)}
     return {
         "command": f"python -m bench.long --minutes {minutes:g} --height {height}",
         "clip": {"path": str(clip), "minutes": minutes, "height": height},

@@ -24,7 +24,6 @@ file it was decoding into an error result ("decoder crashed") and is replaced, a
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -57,11 +56,10 @@ CRASH_TEST_ENV = "DEEPSCAN_TEST_WORKER_EXIT"  # test hook: a worker exits hard o
 # default --workers: one decoding process per this many cores. On 2 cores, 1 worker + 1 torch thread
 # (38 s on the quick bench corpus) matched 2 workers + 1 thread (33-43 s) with one process less.
 CORES_PER_WORKER = 2
-# Default torch threads: every core but this many per decoding worker. A worker is busy ~22% of a
+# Default torch threads: every core but one per two decoding workers. A worker is busy ~22% of a
 # cold scan (py-spy, BENCHMARKS.md), so the encoders share its core: on the idle 2-core machine,
 # quick bench corpus, 1 worker + 2 threads took 17.9 / 18.3 s against 24.0 / 25.5 s for 1 thread
 # (alternated, one run). Under heavy outside load (load average 3-7) 1 thread had won, 38 s vs 53 s.
-CORES_PER_WORKER_RESERVED = 0.5
 # Face detector runs on every 2nd sampled frame, the track held in between: it halved the Haar cost
 # with a face still found on every frame of the sample and synthetic videos (see BENCHMARKS.md).
 DETECT_EVERY = 2
@@ -482,8 +480,8 @@ class Scanner:
         The feature cache: an instance, a directory / SQLite file, ``None`` or ``True`` for
         :func:`deepscan.cache.default_cache_dir`, ``False`` for no cache.
     threads : int or None
-        Torch threads for the encoders; ``None``: the cores less half a core per decoding worker
-        (:data:`CORES_PER_WORKER_RESERVED`), at least 1: 2 threads beside 1 worker on 2 cores.
+        Torch threads for the encoders; ``None``: the cores less one per two decoding workers, at
+        least 1: 2 threads beside 1 worker on 2 cores.
 
     Raises
     ------
@@ -542,7 +540,7 @@ class Scanner:
         self.limits = limits
         self.detector_info = describe_detector(self.checkpoint, self.extractors.is_debug)
         self.workers = default_workers() if workers is None else int(workers)
-        self.threads = threads if threads is not None else max(1, math.ceil(_cores() - CORES_PER_WORKER_RESERVED * self.workers))
+        self.threads = threads if threads is not None else max(1, _cores() - self.workers // 2)
         if cache is None or cache is True:
             cache = FeatureCache()
         elif cache is False:
