@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -289,3 +290,22 @@ def test_untrained_debug_and_synthetic_detectors_are_identified(
     checkpoint = read_metadata(path)
     assert checkpoint.is_synthetic is synthetic
     assert checkpoint.trained_on == trained_on
+
+
+def test_input_standardisation_statistics_travel_in_the_checkpoint(tmp_path):
+    config = dataclasses.replace(CONFIG, standardise_inputs=True)
+    torch.manual_seed(0)
+    model = CrossModalDetector(config).eval()
+    gen = torch.Generator().manual_seed(1)
+    for m in MODALITIES:
+        model.standardisers[m].fit(torch.randn(50, config.input_dims[m], generator=gen) * 7 + 3)
+    path = tmp_path / "standardised.safetensors"
+    save_detector(path, model, encoders=ENCODERS, sampling=SAMPLING, threshold=0.5, provenance=PROVENANCE)
+    loaded, checkpoint = load_detector(path)
+    assert checkpoint.config.standardise_inputs
+    for m in MODALITIES:
+        torch.testing.assert_close(loaded.standardisers[m].mean, model.standardisers[m].mean, atol=0, rtol=0)
+        assert loaded.standardisers[m].std.min().item() > 5  # the fitted spread, not the identity's 1
+    x = inputs()
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(**x).logits, model(**x).logits, atol=0, rtol=0)

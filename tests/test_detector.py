@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 
@@ -14,6 +15,7 @@ from deepscan.model import (
     CrossModalAttention,
     CrossModalDetector,
     DetectorConfig,
+    FeatureStandardiser,
     SelfAttentionBlock,
     TimeEncoding,
 )
@@ -349,3 +351,39 @@ def test_sync_channels_default_off_and_roundtrip():
     assert out.logits.shape == (2, 2) and torch.isfinite(out.logits).all()
     with pytest.raises(ValueError, match="sync_channels"):
         DetectorConfig(sync_channels=-1)
+
+
+def test_feature_standardiser_fits_scale_and_offset_and_is_identity_until_fitted():
+    std = FeatureStandardiser(4)
+    x = torch.randn(200, 4, generator=torch.Generator().manual_seed(0)) * torch.tensor([1e-2, 1.0, 10.0, 300.0]) + torch.tensor([5.0, -2.0, 0.0, 1e3])
+    assert torch.equal(std(x), x)
+    std.fit(x)
+    z = std(x)
+    torch.testing.assert_close(z.mean(0), torch.zeros(4), atol=1e-4, rtol=0)  # float32 of x ~ 5 +- 0.01
+    torch.testing.assert_close(z.std(0), torch.ones(4), atol=1e-4, rtol=0)
+    assert std(x.to(torch.bfloat16)).dtype == torch.bfloat16
+    constant = torch.ones(10, 4)
+    std.fit(constant)
+    assert torch.isfinite(std(constant)).all() and std.std.min().item() == pytest.approx(FeatureStandardiser.MIN_STD)
+    with pytest.raises(ValueError, match=r"\(N >= 2, 4\)"):
+        std.fit(torch.ones(1, 4))
+    with pytest.raises(ValueError, match="got \\(10, 3\\)"):
+        std.fit(torch.ones(10, 3))
+
+
+def test_standardised_detector_is_invariant_to_per_dimension_affine_changes_of_its_features():
+    # what the standardiser is for: an encoder's per-dimension offsets and scales stop mattering
+    config = dataclasses.replace(SMALL, standardise_inputs=True)
+    inputs = make_inputs(config)
+    gen = torch.Generator().manual_seed(2)
+    scale = {m: torch.rand(config.input_dims[m], generator=gen) * 50 + 0.1 for m in MODALITIES}
+    shift = {m: torch.randn(config.input_dims[m], generator=gen) * 100 for m in MODALITIES}
+    changed = {**inputs, **{m: inputs[m] * scale[m] + shift[m] for m in MODALITIES}}
+    a, b = make_model(config), make_model(config)
+    for m in MODALITIES:
+        a.standardisers[m].fit(inputs[m].flatten(0, 1))
+        b.standardisers[m].fit(changed[m].flatten(0, 1))
+    with torch.inference_mode():
+        assert_outputs_close(a(**inputs), b(**changed), atol=1e-3)
+        assert not torch.allclose(make_model(SMALL)(**inputs).logits, make_model(SMALL)(**changed).logits, atol=1e-3)
+    assert make_model(SMALL).standardisers is None

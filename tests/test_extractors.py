@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -146,6 +147,24 @@ def test_debug_image_embedding_follows_the_mouth_opening(ex):
     position = ((emb - emb[0]) @ axis / axis.dot(axis)).numpy()
     assert np.all(np.diff(position) > 0), position
     assert position[0] == pytest.approx(0.0, abs=1e-6) and position[-1] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_debug_image_texture_half_sees_blur_not_flat_colour(ex):
+    # a self-blended face is blurred or sharpened inside the face: the texture half must move with
+    # sharpness, and its zero-mean filters must not mistake a brightness change for one
+    crops = _crops(synth.render_face_frames(np.array([0.3]), seed=7))
+    blurred = np.stack([cv2.GaussianBlur(c, (0, 0), 2.0) for c in crops])
+    brighter = np.clip(crops.astype(np.int16) + 20, 0, 255).astype(np.uint8)
+    emb, emb_blur, emb_bright = (ex.image(c)[0] for c in (crops, blurred, brighter))
+    half = emb.shape[0] // 2
+
+    def change(a, b, part):
+        return ((a[part] - b[part]).norm() / a[part].norm()).item()
+
+    texture, patches = slice(half, None), slice(None, half)
+    assert change(emb, emb_blur, texture) > 0.2
+    assert change(emb, emb_bright, texture) < 0.5 * change(emb, emb_blur, texture)
+    assert change(emb, emb_bright, patches) > 0.05  # the colour shows in the patch half instead
 
 
 def test_debug_audio_separates_speech_from_griffin_lim(ex):

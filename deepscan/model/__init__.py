@@ -11,7 +11,7 @@ from .checkpoint import (
     with_threshold,
 )
 from .config import MODALITIES, DetectorConfig
-from .detector import CrossModalDetector, DetectorOutput, TimeEncoding, masked_mean
+from .detector import CrossModalDetector, DetectorOutput, FeatureStandardiser, TimeEncoding, masked_mean
 
 __all__ = [
     "MODALITIES",
@@ -24,6 +24,7 @@ __all__ = [
     "masked_mean",
     "CrossModalDetector",
     "DetectorOutput",
+    "FeatureStandardiser",
     "DetectorCheckpoint",
     "save_detector",
     "load_detector",

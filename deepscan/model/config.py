@@ -67,6 +67,11 @@ class DetectorConfig:
         Pool each modality's tokens into mean and standard deviation for its head (statistics
         pooling, Snyder et al., "X-vectors", ICASSP 2018), so that a head sees how tokens vary over
         time, not only their average; False (the default) pools the mean alone.
+    standardise_inputs : bool
+        Standardise each input feature with a per-dimension mean and standard deviation measured on
+        the training tokens and stored in the checkpoint (:class:`~deepscan.model.detector.FeatureStandardiser`),
+        as a ``StandardScaler`` would; False (the default, and what older checkpoints load as) feeds
+        the features as the encoders give them.
 
     Raises
     ------
@@ -93,6 +98,7 @@ class DetectorConfig:
     sync_kernel_s: float = 0.08
     fuse_modality_logits: bool = False
     modality_stats_pooling: bool = False
+    standardise_inputs: bool = False
 
     def __post_init__(self):
         # JSON gives lists; store tuples so the config stays hashable and comparable.

@@ -5,6 +5,8 @@ The seed took one feature vector per modality (image ``(B, 512)``, audio ``(B, 7
 image->video and audio->video, and classified the concatenation into 2 logits. This module
 generalises it to token sequences with padding masks and token times:
 
+0. optionally (``config.standardise_inputs``), per-dimension standardisation of each modality's
+   features with training-set statistics stored in the checkpoint (:class:`FeatureStandardiser`);
 1. per modality: LayerNorm + linear projection to ``d_model``, a learnable modality embedding and a
    sinusoidal encoding of each token's time in seconds, shared by all modalities so that tokens at
    the same instant look alike;
@@ -119,6 +121,54 @@ def masked_mean(tokens: Tensor, mask: Tensor) -> Tensor:
     return total / weights.sum(dim=1).clamp(min=1.0)
 
 
+class FeatureStandardiser(nn.Module):
+    """Per-dimension standardisation of one modality's input tokens, ``(x - mean) / std``.
+
+    Frozen encoders' features differ by orders of magnitude in offset and spread from one dimension
+    to the next, more so for random debug encoders; a per-token LayerNorm does not remove a
+    dimension's offset across samples. Standardising with training-set statistics (as
+    scikit-learn's ``StandardScaler``; cepstral mean and variance normalisation in speech) puts
+    every dimension on one scale. The statistics are buffers, saved in the checkpoint, set once by
+    :meth:`fit` before training; until then the module is the identity.
+
+    Parameters
+    ----------
+    dim : int
+        Feature width.
+    """
+
+    MIN_STD = 1e-3  # floor of a dimension's std, so that a constant dimension is not blown up
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    @torch.no_grad()
+    def fit(self, tokens: Tensor) -> None:
+        """Set the statistics from real tokens.
+
+        Parameters
+        ----------
+        tokens : Tensor
+            float ``(N, dim)`` tokens (padding excluded), ``N >= 2``.
+
+        Raises
+        ------
+        ValueError
+            If ``tokens`` is not ``(N, dim)`` with ``N >= 2``.
+        """
+        if tokens.dim() != 2 or tokens.shape[1] != self.mean.shape[0] or tokens.shape[0] < 2:
+            raise ValueError(f"FeatureStandardiser.fit needs (N >= 2, {self.mean.shape[0]}) tokens, got {tuple(tokens.shape)}")
+        tokens = tokens.double()
+        self.mean.copy_(tokens.mean(dim=0))
+        self.std.copy_(tokens.std(dim=0).clamp(min=self.MIN_STD))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Standardise ``x`` float ``(..., dim)``, computed in float32 and returned in ``x``'s dtype."""
+        return ((x.float() - self.mean.float()) / self.std.float()).to(x.dtype)
+
+
 class CrossModalDetector(nn.Module):
     """Cross-modal transformer that scores image, audio and video tokens as real or fake.
 
@@ -138,6 +188,9 @@ class CrossModalDetector(nn.Module):
         super().__init__()
         self.config = config = config or DetectorConfig()
         d = config.d_model
+        self.standardisers = None
+        if config.standardise_inputs:
+            self.standardisers = nn.ModuleDict({m: FeatureStandardiser(dim) for m, dim in config.input_dims.items()})
         self.input_norms = nn.ModuleDict({m: nn.LayerNorm(dim) for m, dim in config.input_dims.items()})
         self.projections = nn.ModuleDict({m: nn.Linear(dim, d) for m, dim in config.input_dims.items()})
         self.modality_embedding = nn.Parameter(torch.randn(len(MODALITIES), d) * 0.02)
@@ -297,6 +350,8 @@ class CrossModalDetector(nn.Module):
         tokens, masks, times = {}, {}, {}
         for name, (x, mask, t) in inputs.items():
             tokens[name], masks[name], times[name] = self._prepare(name, x, mask, t, batch)
+            if self.standardisers is not None:
+                tokens[name] = self.standardisers[name](tokens[name])
         if self.training and self.config.modality_dropout > 0:
             masks = self._drop_modalities(masks)
         present = {m: masks[m].any(dim=1) for m in MODALITIES}

@@ -101,6 +101,9 @@ class TrainConfig:
     stats_pooling : bool
         Mean and standard deviation pooling for the modality heads
         (``DetectorConfig.modality_stats_pooling``).
+    standardise_inputs : bool
+        Standardise each input feature dimension with the training tokens' mean and standard
+        deviation (``DetectorConfig.standardise_inputs``).
     """
 
     epochs: int = DEFAULT_EPOCHS
@@ -119,6 +122,7 @@ class TrainConfig:
     sync_negatives: float = DEFAULT_SYNC_NEGATIVES
     modality_loss: float = DEFAULT_MODALITY_LOSS
     stats_pooling: bool = True
+    standardise_inputs: bool = True
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "d_model", "n_heads", "ff_dim"):
@@ -168,7 +172,8 @@ def default_detector_config(extractors, cfg: TrainConfig) -> DetectorConfig:
                           ff_dim=cfg.ff_dim, dropout=cfg.dropout, modality_dropout=cfg.modality_dropout,
                           sync_channels=int(cfg.sync_channels),
                           fuse_modality_logits=cfg.modality_loss > 0,
-                          modality_stats_pooling=cfg.stats_pooling)
+                          modality_stats_pooling=cfg.stats_pooling,
+                          standardise_inputs=cfg.standardise_inputs)
 
 
 def checkpoint_encoders(extractors) -> dict:
@@ -333,6 +338,14 @@ def _bce(labels: np.ndarray, logits: np.ndarray) -> float:
     return float(np.mean(np.logaddexp(0.0, logits) - labels * logits))
 
 
+def _fit_standardisers(model: CrossModalDetector, windows: Sequence) -> None:
+    """Set each modality's input standardisation from the training windows' tokens (identity if < 2)."""
+    for m in MODALITIES:
+        tokens = [getattr(w, m) for w in windows if getattr(w, m).shape[0] > 0]
+        if sum(t.shape[0] for t in tokens) >= 2:
+            model.standardisers[m].fit(torch.cat(tokens).float())
+
+
 def train_detector(
     train: Sequence[FileSample],
     val: Sequence[FileSample],
@@ -373,6 +386,8 @@ def train_detector(
         torch.manual_seed(cfg.seed)
         generator = torch.Generator().manual_seed(cfg.seed)
         model = CrossModalDetector(config)
+        if model.standardisers is not None:
+            _fit_standardisers(model, windows)
         optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         base_padded = _pad(windows)
         base_y = torch.as_tensor(labels)
