@@ -177,7 +177,8 @@ class AudioEncoder:
             "receptive_field_samples": self.receptive_field,
             "pool_frames": self.pool,
             "token_rate_hz": self.token_rate,
-            "output": "last_hidden_state",
+            # the debug encoder names its own build, so its features are keyed apart from wav2vec2's
+            "output": getattr(self.model, "deepscan_output", "last_hidden_state"),
         }
 
     def num_frames(self, samples: int) -> int:

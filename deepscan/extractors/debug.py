@@ -24,7 +24,10 @@ same grid. The cues that reach the detector that way:
 Subtracting the blank-image response is a fixed function of the weights, not fitted on data. The audio
 encoder keeps wav2vec2's convolutional front-end geometry (kernels 10,3,3,3,3,2,2, strides
 5,2,2,2,2,2,2: 20 ms hop, 25 ms receptive field), so spectral and temporal detail reach the output
-(see ``tests/test_extractors.py`` for the separation measured).
+(see ``tests/test_extractors.py`` for the separation measured), with 64 channels per convolution:
+on the same corpus (50 Griffin-Lim-vocoded files against 200 reals, 5-fold logistic regression on the
+file's mean and std of audio tokens) 16 channels gave AUC 0.93, 32 and 64 channels 1.00, for ~20%
+more encoding time than 16.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from types import SimpleNamespace
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection, Wav2Vec2Config, Wav2Vec2Model
 
-__all__ = ["DEBUG_SEED", "DEBUG_IMAGE_GRID", "DEBUG_IMAGE_OUTPUT", "DEBUG_TEXTURE_GRID", "DEBUG_TEXTURE_FILTERS", "DebugCLIPVisionModel", "debug_image_config", "debug_audio_config", "build_debug_image_model", "build_debug_audio_model"]
+__all__ = ["DEBUG_SEED", "DEBUG_IMAGE_GRID", "DEBUG_IMAGE_OUTPUT", "DEBUG_TEXTURE_GRID", "DEBUG_TEXTURE_FILTERS", "DEBUG_AUDIO_CONV_DIM", "DEBUG_AUDIO_OUTPUT", "DebugCLIPVisionModel", "debug_image_config", "debug_audio_config", "build_debug_image_model", "build_debug_audio_model"]
 
 DEBUG_SEED = 0
 # CLIP's default init keeps the random ViT close to linear in the pixels (mouth opening: within-clip
@@ -48,6 +51,8 @@ DEBUG_TEXTURE_EPS = 1e-3  # floor of the mean |response| before the log (CLIP-no
 DEBUG_TEXTURE_TYPICAL = 0.05  # median region energy over synthetic face crops (5-95%: 0.016-0.14): log ratio ~ 0
 DEBUG_TEXTURE_GAIN = 2.5  # texture half's spread across files matches the patch half's (0.25 -> 0.62 per value)
 DEBUG_IMAGE_OUTPUT = "grid3-patch+texture-minus-blank-v4"  # recorded in the extractor config (cache keys)
+DEBUG_AUDIO_CONV_DIM = 64  # channels of each front-end convolution (wav2vec2-base: 512)
+DEBUG_AUDIO_OUTPUT = "last_hidden_state-conv64-v2"  # recorded in the extractor config (cache keys)
 
 
 def debug_image_config() -> CLIPVisionConfig:
@@ -70,14 +75,14 @@ def debug_image_config() -> CLIPVisionConfig:
 
 
 def debug_audio_config() -> Wav2Vec2Config:
-    """Config of the debug audio encoder: wav2vec2 front-end geometry, 16-channel convs, 1 layer, 768-d.
+    """Config of the debug audio encoder: wav2vec2 front-end geometry, 64-channel convs, 1 layer, 768-d.
 
     Returns
     -------
     transformers.Wav2Vec2Config
     """
     return Wav2Vec2Config(
-        conv_dim=(16,) * 7,
+        conv_dim=(DEBUG_AUDIO_CONV_DIM,) * 7,
         conv_kernel=(10, 3, 3, 3, 3, 2, 2),
         conv_stride=(5, 2, 2, 2, 2, 2, 2),
         feat_extract_norm="group",
@@ -209,6 +214,9 @@ def build_debug_audio_model(seed: int = DEBUG_SEED) -> Wav2Vec2Model:
     Returns
     -------
     transformers.Wav2Vec2Model
-        Frozen, ``eval()``, float32; ``last_hidden_state`` is ``(B, F, 768)`` at 50 Hz.
+        Frozen, ``eval()``, float32; ``last_hidden_state`` is ``(B, F, 768)`` at 50 Hz. Its
+        ``deepscan_output`` attribute names the build in the extractor config.
     """
-    return _seeded(lambda: Wav2Vec2Model(debug_audio_config()), seed)
+    model = _seeded(lambda: Wav2Vec2Model(debug_audio_config()), seed)
+    model.deepscan_output = DEBUG_AUDIO_OUTPUT
+    return model
