@@ -66,3 +66,18 @@ def test_demo_small_run_prints_auc(tmp_path):
     assert "DEMO detector trained on synthetic data" in result.stdout
     assert (tmp_path / "demo" / "demo-detector.safetensors").is_file()
     assert read_metadata(tmp_path / "demo" / "demo-detector.safetensors").trained_on == "synthetic"
+
+
+def test_cli_training_defaults_are_the_library_defaults():
+    # the CLI modules import torch lazily, so they repeat the numbers; they must not drift apart
+    import inspect
+
+    from deepscan.cli.demo import demo
+    from deepscan.cli.train import train
+    from deepscan.training.train import DEFAULT_EPOCHS, DEFAULT_PATIENCE
+
+    def default(command, name):
+        return inspect.signature(command).parameters[name].default.default
+
+    assert default(train, "epochs") == default(demo, "epochs") == DEFAULT_EPOCHS
+    assert default(train, "patience") == DEFAULT_PATIENCE

@@ -355,7 +355,8 @@ def test_sync_channels_default_off_and_roundtrip():
 
 def test_feature_standardiser_fits_scale_and_offset_and_is_identity_until_fitted():
     std = FeatureStandardiser(4)
-    x = torch.randn(200, 4, generator=torch.Generator().manual_seed(0)) * torch.tensor([1e-2, 1.0, 10.0, 300.0]) + torch.tensor([5.0, -2.0, 0.0, 1e3])
+    x = torch.randn(200, 4, generator=torch.Generator().manual_seed(0))
+    x = x * torch.tensor([1e-2, 1.0, 10.0, 300.0]) + torch.tensor([5.0, -2.0, 0.0, 1e3])
     assert torch.equal(std(x), x)
     std.fit(x)
     z = std(x)

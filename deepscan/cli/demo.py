@@ -29,7 +29,7 @@ def demo(
     workdir: Path = typer.Option(DEMO_WORKDIR, "--workdir", help="Folder for the corpus, cache and detector."),
     clips: int = typer.Option(DEMO_CLIPS, "--clips", min=8, help="Clips to synthesise (half real, half fake)."),
     seed: int = typer.Option(1, "--seed", help="Seed of the corpus and the training."),
-    epochs: int = typer.Option(30, "--epochs", min=1, help="Most training epochs."),
+    epochs: int = typer.Option(50, "--epochs", min=1, help="Most training epochs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Offline demo: synthetic corpus -> training on debug encoders -> held-out evaluation -> verdict table."""

@@ -159,7 +159,9 @@ class FeatureStandardiser(nn.Module):
             If ``tokens`` is not ``(N, dim)`` with ``N >= 2``.
         """
         if tokens.dim() != 2 or tokens.shape[1] != self.mean.shape[0] or tokens.shape[0] < 2:
-            raise ValueError(f"FeatureStandardiser.fit needs (N >= 2, {self.mean.shape[0]}) tokens, got {tuple(tokens.shape)}")
+            raise ValueError(
+                f"FeatureStandardiser.fit needs (N >= 2, {self.mean.shape[0]}) tokens, got {tuple(tokens.shape)}"
+            )
         tokens = tokens.double()
         self.mean.copy_(tokens.mean(dim=0))
         self.std.copy_(tokens.std(dim=0).clamp(min=self.MIN_STD))
