@@ -18,8 +18,8 @@ same grid. The cues that reach the detector that way:
 - the sharpness of each region, which a self-blended face changes by blurring or sharpening its
   inner face, and which no linear encoder sees (blurring keeps local means). Measured on a
   400-clip synthetic corpus (seed 2, 50 labelled blended files against 200 reals, 5-fold logistic
-  regression and MLP on file-mean embeddings of every 4th face crop): AUC 0.80-0.82 from the texture half
-  against 0.39-0.48 from the patch half.
+  regression and MLP on file-mean embeddings of every 4th face crop): AUC 0.80-0.82 from the
+  texture half against 0.39-0.48 from the patch half.
 
 Subtracting the blank-image response is a fixed function of the weights, not fitted on data. The audio
 encoder keeps wav2vec2's convolutional front-end geometry (kernels 10,3,3,3,3,2,2, strides
@@ -112,8 +112,9 @@ class DebugCLIPVisionModel(CLIPVisionModelWithProjection):
       in spatial pyramid pooling (He et al., ECCV 2014).
     - ``h(x)``: texture energy, ``log((mean |f * x| + eps) / DEBUG_TEXTURE_TYPICAL)`` over a
       ``DEBUG_TEXTURE_GRID x DEBUG_TEXTURE_GRID`` grid (blended-face probe on file mean+std: AUC
-      0.74-0.78 at 3 regions per side, 0.64-0.68 at 4, 0.59-0.63 at 5) for ``DEBUG_TEXTURE_FILTERS`` random 3x3 and as many 5x5 filters ``f``, each
-      zero-mean per input channel (``grid^2 * 2 * DEBUG_TEXTURE_FILTERS`` values). Zero-mean filters ignore flat colour and
+      0.74-0.78 at 3 regions per side, 0.64-0.68 at 4, 0.59-0.63 at 5) for
+      ``DEBUG_TEXTURE_FILTERS`` random 3x3 and as many 5x5 filters ``f``, each zero-mean per input
+      channel (``grid^2 * 2 * DEBUG_TEXTURE_FILTERS`` values). Zero-mean filters ignore flat colour and
       respond to edges and fine detail, so ``h`` sees blur and sharpening, which region means of a
       near-linear encoder cannot (blurring keeps local means). A single random convolution layer with
       a rectifying nonlinearity and spatial pooling already captures texture statistics (Ustyuzhaninov
@@ -144,7 +145,7 @@ class DebugCLIPVisionModel(CLIPVisionModelWithProjection):
         filters = torch.zeros(2 * DEBUG_TEXTURE_FILTERS, config.num_channels, 5, 5)
         for i, size in enumerate((3, 5)):
             kernel = torch.randn(DEBUG_TEXTURE_FILTERS, config.num_channels, size, size)
-            kernel = kernel - kernel.mean(dim=(2, 3), keepdim=True)  # zero-mean per input channel: blind to flat colour
+            kernel = kernel - kernel.mean(dim=(2, 3), keepdim=True)  # zero-mean per channel: blind to flat colour
             kernel = kernel / kernel.flatten(1).norm(dim=1)[:, None, None, None]
             pad = (5 - size) // 2
             rows = slice(i * DEBUG_TEXTURE_FILTERS, (i + 1) * DEBUG_TEXTURE_FILTERS)
