@@ -5,7 +5,8 @@ re-encoding, so building an hour takes seconds), scans it with deepscan's defaul
 full-size random-initialised encoders of ``python -m bench`` (CLIP ViT-B/32, wav2vec2-base), and
 samples the resident set size (RSS) of the scanning process every few seconds; the feature cache is
 on, as by default, in a fresh folder. A single file is decoded in the main process, so that process
-holds everything: decoder, windows, crops, encoders, features and results. Prints one JSON object: peak and percentile RSS, windows scanned, wall time.
+holds everything: decoder, windows, crops, encoders, features and results. Prints one JSON object:
+peak and percentile RSS, windows scanned, wall time.
 """
 
 from __future__ import annotations
@@ -97,8 +98,8 @@ def run(minutes: float, height: int) -> dict:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    # deepscan's defaults, the feature cache included (in a fresh folder, so the scan is cold): a
-    # file's features are held until it is done and then stored, which a long file makes large
+    # deepscan's defaults, the feature cache included (in a fresh folder, so the scan is cold); a file
+    # over scanner.MAX_CACHED_WINDOWS windows is scored but not cached, so its features are not held
     scanner = Scanner(detector=detector, encoders=str(encoders), cache=tempfile.mkdtemp(prefix="deepscan-long-cache-"))
     results = list(scanner.scan([str(clip)]))
     wall = time.perf_counter() - start
