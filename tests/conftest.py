@@ -27,6 +27,8 @@ def _find_shared() -> Path | None:
 SHARED = _find_shared()
 CASES = SHARED / "cases" if SHARED and (SHARED / "cases").is_dir() else None
 SAMPLES = SHARED / "samples" if SHARED and (SHARED / "samples").is_dir() else None
+MODELS = SHARED / "models" if SHARED and (SHARED / "models").is_dir() else None
+REALWORLD = SHARED / "realworld" if SHARED and (SHARED / "realworld").is_dir() else None
 
 
 def media_files(folder: Path | None) -> list[Path]:
@@ -49,6 +51,21 @@ def samples_dir() -> Path:
     if SAMPLES is None:
         pytest.skip("../shared/samples is not present")
     return SAMPLES
+
+
+@pytest.fixture
+def models_dir() -> Path:
+    """../shared/models: the published expert weights (skips when absent)."""
+    if MODELS is None:
+        pytest.skip("../shared/models is not present")
+    return MODELS
+
+
+@pytest.fixture
+def realworld_dir() -> Path:
+    if REALWORLD is None:
+        pytest.skip("../shared/realworld is not present")
+    return REALWORLD
 
 
 @pytest.fixture(scope="session", autouse=True)
