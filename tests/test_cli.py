@@ -103,12 +103,14 @@ def test_mismatched_detector_is_refused(media, tmp_path):
     assert result.exit_code == EXIT_MODEL_ERROR and "clip-vit-base-patch32" in result.output
 
 
-def test_models_list_reports_offline_state(monkeypatch):
+def test_models_list_reports_offline_state(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("DEEPSCAN_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("DEEPSCAN_MODELS_DIR", raising=False)
     result = runner.invoke(app, ["models", "list", "--format", "json"])
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    assert {r["modality"] for r in rows} == {"image", "audio"}
-    assert all(r["cached"] is False for r in rows if r["id"] != "debug")
+    assert {r["kind"] for r in rows} == {"encoder", "expert", "face detector"}
+    assert all(r["present"] is False for r in rows)
     result = runner.invoke(app, ["models", "download"])
     assert result.exit_code == EXIT_MODEL_ERROR and "HF_HUB_OFFLINE" in result.output
 
