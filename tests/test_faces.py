@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import urllib.request
+import warnings
 
 import av
 import cv2
@@ -11,17 +10,26 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from deepscan.errors import ChecksumMismatchError, DownloadError, ModelLoadingError
+from deepscan.errors import DownloadError, ModelLoadingError
 from deepscan.faces import (
     CROP_SIZE,
-    YUNET_FILENAME,
+    HAAR_LANDMARK_RATIOS,
+    MESO_CROP_SCALE,
+    MESO_CROP_SIZE,
+    MOUTH_CROP_SIZE,
+    Detection,
     FaceCropper,
+    FaceCrops,
     FaceDetectorConfig,
     HaarDetector,
+    aligned_crop,
     build_detector,
     crop_faces,
     download_yunet,
+    estimate_landmarks,
     full_frame_crop,
+    meso_crop,
+    mouth_region,
 )
 
 
@@ -86,7 +94,13 @@ def test_empty_input_gives_empty_outputs():
     assert res.boxes.shape == (0, 4) and res.boxes.dtype == np.float32
     assert res.found.shape == (0,) and res.found.dtype == bool
     assert res.n_faces_max == 0 and res.frames_with_face == 0 and not res.any_face
-    assert res.detector == HaarDetector.name
+    assert res.detector_name == HaarDetector.name == res.detector
+    assert res.landmarks.shape == (0, 5, 2) and res.landmarks.dtype == np.float32
+    assert res.landmarks_estimated.shape == (0,) and res.landmarks_estimated.dtype == bool
+    assert res.meso_crops.shape == (0, MESO_CROP_SIZE, MESO_CROP_SIZE, 3)
+    assert res.meso_crops.dtype == np.uint8
+    assert res.mouth_crops.shape == (0, MOUTH_CROP_SIZE, MOUTH_CROP_SIZE)
+    assert res.mouth_crops.dtype == np.uint8
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (2, 5), (23, 40), (7, 300)])
@@ -97,6 +111,11 @@ def test_tiny_frames_fall_back_to_full_frame(shape):
     assert res.crops.shape == (2, CROP_SIZE, CROP_SIZE, 3)
     assert not res.found.any() and np.isnan(res.boxes).all()
     np.testing.assert_array_equal(res.crops[1], full_frame_crop(frames[1]))
+    # no face: landmarks NaN, the Meso-4 crop is the centre square too, the mouth crop is zeros
+    assert np.isnan(res.landmarks).all() and not res.landmarks_estimated.any()
+    np.testing.assert_array_equal(res.meso_crops[1], full_frame_crop(frames[1], MESO_CROP_SIZE))
+    assert res.mouth_crops.shape == (2, MOUTH_CROP_SIZE, MOUTH_CROP_SIZE)
+    assert not res.mouth_crops.any()
 
 
 def test_one_pixel_crop_is_that_colour():
@@ -121,7 +140,15 @@ def test_bad_frames_raise_typed_errors(frames, error):
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"margin": -0.1}, {"smoothing": 0.0}, {"max_gap": -1}, {"detect_every": 0}]
+    "kwargs",
+    [
+        {"margin": -0.1},
+        {"smoothing": 0.0},
+        {"max_gap": -1},
+        {"detect_every": 0},
+        {"meso_size": 0},
+        {"mouth_size": 0},
+    ],
 )
 def test_bad_parameters_raise(kwargs):
     with pytest.raises(ValueError):
@@ -144,6 +171,16 @@ def test_haar_finds_drawn_face_and_crop_is_centred_on_it(h, w, cx, cy, r):
     centre = res.crops[0, 80:144, 80:144].astype(float)
     assert abs(centre.mean() - 90) > 15
     assert np.abs(centre[..., 0] - centre[..., 2]).mean() > 20  # skin is reddish, background grey
+    # Haar gives no landmarks: they are estimated from its box, and marked as such
+    assert res.landmarks_estimated[0]
+    lm = res.landmarks[0]
+    assert np.isfinite(lm).all()
+    x0, y0, x1, y1 = res.boxes[0]
+    assert ((lm >= [x0, y0]) & (lm <= [x1, y1])).all()
+    # the drawn eyes are at (cx -+ 0.4 r, cy - 0.28 r), the mouth at cy + 0.72 r
+    assert abs(lm[0, 0] - (cx - 0.4 * r)) < 0.25 * r and abs(lm[1, 0] - (cx + 0.4 * r)) < 0.25 * r
+    assert lm[0, 1] < lm[2, 1] < lm[3, 1]
+    assert res.meso_crops[0].shape == (MESO_CROP_SIZE, MESO_CROP_SIZE, 3)
 
 
 def test_haar_sees_no_face_in_noise_and_falls_back():
@@ -284,63 +321,186 @@ def test_detector_output_is_sanitised():
     assert res.n_faces_max == 0 and not res.found[0]
 
 
-# --- detectors and the YuNet download -----------------------------------------------------------
+# --- detectors; download_yunet is gone (deprecated stub) --------------------------------------
 
 
 def test_yunet_needs_a_loadable_model(tmp_path):
-    with pytest.raises(ModelLoadingError, match="download_yunet"):
+    with pytest.raises(ModelLoadingError, match="model_path"):
         build_detector(FaceDetectorConfig(backend="yunet"))
     with pytest.raises(ModelLoadingError, match="not found"):
         build_detector(FaceDetectorConfig(backend="yunet", model_path=tmp_path / "nope.onnx"))
-    junk = tmp_path / YUNET_FILENAME
-    junk.write_bytes(b"version https://git-lfs.github.com/spec/v1\n")
-    with pytest.raises(ModelLoadingError, match="YuNet"):
+    junk = tmp_path / "face_detection_yunet_2026may.onnx"
+    junk.write_bytes(b"version https://git-lfs.github.com/spec/v1\n")  # an LFS pointer, not ONNX
+    with pytest.raises(ModelLoadingError, match="YuNet") as info:
         build_detector(FaceDetectorConfig(backend="yunet", model_path=junk))
+    assert str(junk) in str(info.value)
     with pytest.raises(ValueError, match="backend"):
         build_detector(FaceDetectorConfig(backend="mtcnn"))
 
 
-def test_download_from_local_url_verifies_checksum(tmp_path):
-    src = tmp_path / "mirror.onnx"
-    payload = b"not really onnx, but bytes with a known hash"
-    src.write_bytes(payload)
-    digest = hashlib.sha256(payload).hexdigest()
-    dest = tmp_path / "models"
-    path = download_yunet(dest, url=src.as_uri(), sha256=digest)
-    assert path == dest / YUNET_FILENAME and path.read_bytes() == payload
-    with pytest.raises(ChecksumMismatchError, match="expected"):
-        download_yunet(tmp_path / "other", url=src.as_uri(), sha256="0" * 64)
-    assert list((tmp_path / "other").iterdir()) == []  # nothing half-written is kept
-
-
-def test_download_reuses_verified_file_and_fails_clearly_offline(tmp_path, monkeypatch):
-    def no_network(*args, **kwargs):
-        raise AssertionError("the network must not be touched")
-
-    payload = b"cached model"
-    (tmp_path / YUNET_FILENAME).write_bytes(payload)
-    monkeypatch.setattr(urllib.request, "urlopen", no_network)
-    digest = hashlib.sha256(payload).hexdigest()
-    assert download_yunet(tmp_path, sha256=digest).read_bytes() == payload
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(DownloadError, match="offline"):
-        download_yunet(tmp_path / "empty")
-
-
-def test_download_network_failure_is_a_download_error(tmp_path, monkeypatch):
-    def unreachable(*args, **kwargs):
-        raise urllib.error.URLError("[Errno -2] Name or service not known")
-
-    import huggingface_hub.constants
-
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "DEEPSCAN_OFFLINE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(urllib.request, "urlopen", unreachable)
-    with pytest.raises(DownloadError, match="could not download") as info:
-        download_yunet(tmp_path)
-    assert not isinstance(info.value, ChecksumMismatchError)
+def test_download_yunet_is_a_deprecated_stub(tmp_path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(DownloadError, match="face_detection_yunet_2026may.onnx"):
+            download_yunet(tmp_path)
+    assert any(issubclass(w.category, DeprecationWarning) for w in caught)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_haar_is_the_default_detector_and_uses_its_own_max_side():
+    det = build_detector()
+    assert isinstance(det, HaarDetector) and det.max_side == 320
+    assert build_detector(FaceDetectorConfig(max_side=200)).max_side == 200
+
+
+# --- landmarks, aligned crops -------------------------------------------------------------------
+
+
+def upright_landmarks(cx: float, cy: float, d: float) -> np.ndarray:
+    """Five landmarks of an upright frontal face: eyes 2d apart, mouth 2d below the eyes."""
+    return np.array(
+        [[cx - d, cy - d], [cx + d, cy - d], [cx, cy], [cx - 0.8 * d, cy + d], [cx + 0.8 * d, cy + d]],
+        np.float32,
+    )
+
+
+def test_estimated_landmarks_follow_the_fixed_ratios():
+    lm = estimate_landmarks((100, 50, 200, 300))
+    np.testing.assert_allclose(lm, [100, 50] + HAAR_LANDMARK_RATIOS * [200, 300])
+    assert lm[0, 0] < lm[2, 0] < lm[1, 0]  # right eye on the image's left
+    assert lm[0, 1] == lm[1, 1] < lm[2, 1] < lm[3, 1] == lm[4, 1]
+
+
+def test_detector_landmarks_are_used_and_smoothed_like_the_box():
+    rng = np.random.default_rng(3)
+    jitter = rng.normal(0, 4, (30, 2))
+    script = [
+        [Detection(200 + dx, 150 + dy, 120, 120, 0.9, upright_landmarks(260 + dx, 215 + dy, 25))]
+        for dx, dy in jitter
+    ]
+    raw = crop_faces(blank(30), detector=ScriptedDetector(script), smoothing=1.0)
+    smooth = crop_faces(blank(30), detector=ScriptedDetector(script), smoothing=0.3)
+    assert not raw.landmarks_estimated.any() and raw.landmarks.dtype == np.float32
+    expected = np.stack([upright_landmarks(260 + dx, 215 + dy, 25) for dx, dy in jitter])
+    np.testing.assert_allclose(raw.landmarks, expected, atol=1e-3)
+    noses = smooth.landmarks[:, 2]
+    assert (noses.std(axis=0) < 0.7 * raw.landmarks[:, 2].std(axis=0)).all()
+    # smoothed landmarks and smoothed box move together
+    np.testing.assert_allclose(noses - centres(smooth.boxes), [[0, 5]] * 30, atol=1e-3)
+
+
+def test_landmarks_are_held_through_a_gap_and_nan_after():
+    face = [Detection(200, 100, 100, 100, 0.9, upright_landmarks(250, 160, 20))]
+    res = crop_faces(blank(8), detector=ScriptedDetector([face] * 2 + [[]] * 6), max_gap=3)
+    assert res.found.tolist() == [True] * 5 + [False] * 3
+    np.testing.assert_allclose(res.landmarks[2:5], np.repeat(res.landmarks[1:2], 3, axis=0))
+    assert np.isnan(res.landmarks[5:]).all()
+    assert (res.mouth_crops[:5].reshape(5, -1).max(axis=1) > 0).all()
+    assert not res.mouth_crops[5:].any()
+
+
+def test_plain_tuples_and_bad_landmarks_fall_back_to_estimates():
+    lm_bad = np.full((5, 2), np.nan)
+    script = [[(100, 100, 80, 80, 1.0)], [Detection(100, 100, 80, 80, 1.0, lm_bad)]]
+    res = crop_faces(blank(2), detector=ScriptedDetector(script), smoothing=1.0)
+    assert res.landmarks_estimated.all()
+    np.testing.assert_allclose(res.landmarks[1], estimate_landmarks((100, 100, 80, 80)), atol=1e-4)
+
+
+def test_faces_crops_cut_from_the_same_frame():
+    frames = blank(3)
+    for i in range(3):
+        frames[i, 200:260, 300:340] = (40 * i, 255, 0)  # a per-frame colour at the nose
+    face = [Detection(270, 170, 100, 100, 0.9, upright_landmarks(320, 230, 20))]
+    res = crop_faces(frames, detector=ScriptedDetector([face] * 3))
+    c = MESO_CROP_SIZE // 2
+    for i in range(3):
+        assert (res.meso_crops[i, c, c] == (40 * i, 255, 0)).all()
+        assert (res.crops[i, CROP_SIZE // 2, CROP_SIZE // 2] == (40 * i, 255, 0)).all()
+
+
+def test_meso_crop_is_centred_on_the_nose_with_the_readme_side():
+    frame = np.zeros((600, 600, 3), np.uint8)
+    d = 20.0  # eye distance 40, eye-to-mouth distance 40 -> side 2.86 * 40 = 114.4 px
+    side = MESO_CROP_SCALE * 2 * d
+    x0, x1 = int(round(300 - side / 2)), int(round(300 + side / 2))
+    frame[x0:x1, x0:x1] = 255  # a white square exactly the crop's size, centred on the nose
+    crop = meso_crop(frame, upright_landmarks(300, 300, d))
+    assert crop.shape == (MESO_CROP_SIZE, MESO_CROP_SIZE, 3) and crop.dtype == np.uint8
+    assert crop[4:-4, 4:-4].min() == 255  # all white inside ...
+    bigger = meso_crop(frame, upright_landmarks(300, 300, 1.2 * d))
+    assert bigger[:8].max() == 0 and bigger[:, :8].max() == 0  # ... and black around a bigger crop
+
+
+def test_meso_crop_turns_the_eye_mouth_axis_upright():
+    rng = np.random.default_rng(4)
+    frame = cv2.resize(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8), (400, 400))
+    lm = upright_landmarks(200, 210, 30)
+    upright = meso_crop(frame, lm)
+    # the same face turned 90 degrees clockwise on screen: (x, y) -> (H - 1 - y, x)
+    turned = np.ascontiguousarray(np.rot90(frame, k=-1))
+    lm_turned = np.stack([399 - lm[:, 1], lm[:, 0]], axis=1)
+    again = meso_crop(turned, lm_turned)
+    assert np.abs(again.astype(int) - upright.astype(int)).mean() < 3
+
+
+def test_meso_crop_pads_black_and_averages_when_shrinking():
+    frame = np.full((100, 100, 3), 200, np.uint8)
+    crop = meso_crop(frame, upright_landmarks(5, 5, 10))  # nose at the corner
+    assert (crop[:40, :40] == 0).all() and (crop[-40:, -40:] == 200).all()
+    checker = (np.indices((1000, 1000)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    checker = np.repeat(checker[..., None], 3, axis=2)
+    crop = meso_crop(checker, upright_landmarks(500, 500, 100))  # 572 px -> 256 px
+    assert abs(crop.mean() - 127.5) < 3 and crop.std() < 15  # averaged, not aliased
+
+
+def test_meso_crop_of_degenerate_landmarks_is_the_centre_square():
+    frame = np.random.default_rng(5).integers(0, 256, (90, 160, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(
+        meso_crop(frame, np.full((5, 2), np.nan)), full_frame_crop(frame, MESO_CROP_SIZE)
+    )
+    np.testing.assert_array_equal(
+        meso_crop(frame, np.zeros((5, 2))), full_frame_crop(frame, MESO_CROP_SIZE)
+    )
+
+
+def test_mouth_region_is_a_level_grayscale_square_on_the_mouth():
+    frame = np.full((400, 400, 3), 220, np.uint8)
+    lm = upright_landmarks(200, 200, 30)  # mouth corners (176, 230) and (224, 230)
+    cv2.ellipse(frame, (200, 230), (22, 6), 0, 0, 360, (20, 20, 20), -1)  # dark lips
+    crop = mouth_region(frame, lm)
+    assert crop.shape == (MOUTH_CROP_SIZE, MOUTH_CROP_SIZE) and crop.dtype == np.uint8
+    c = MOUTH_CROP_SIZE // 2
+    assert crop[c - 1 : c + 1, c - 3 : c + 3].max() < 60  # the mouth is in the middle
+    assert crop[:4].min() > 200 and crop[-4:].min() > 200  # skin above and below
+    # the lips are a horizontal bar: wide in the crop, thin
+    dark = crop < 120
+    rows, cols = np.nonzero(dark)
+    assert np.ptp(cols) > 2 * np.ptp(rows)
+    # turned 90 degrees on screen, the crop is the same
+    turned = np.ascontiguousarray(np.rot90(frame, k=-1))
+    lm_turned = np.stack([399 - lm[:, 1], lm[:, 0]], axis=1)
+    assert np.abs(mouth_region(turned, lm_turned).astype(int) - crop.astype(int)).mean() < 3
+    assert not mouth_region(frame, np.full((5, 2), np.nan)).any()
+
+
+def test_aligned_crop_rejects_degenerate_geometry():
+    frame = np.zeros((10, 10, 3), np.uint8)
+    with pytest.raises(ValueError):
+        aligned_crop(frame, (5, 5), 0.0, (0, 1), 8)
+    with pytest.raises(ValueError):
+        aligned_crop(frame, (5, 5), 4.0, (0, 0), 8)
+    assert aligned_crop(frame[..., 0], (5, 5), 4.0, (0, 1), 8).shape == (8, 8)
+
+
+def test_face_crops_fill_missing_fields():
+    res = FaceCrops(
+        np.zeros((2, 4, 4, 3), np.uint8), np.full((2, 4), np.nan, np.float32),
+        np.zeros(2, bool), np.zeros(2, bool), 0, "custom",
+    )  # fmt: skip
+    assert res.landmarks.shape == (2, 5, 2) and np.isnan(res.landmarks).all()
+    assert res.meso_crops.shape == (2, MESO_CROP_SIZE, MESO_CROP_SIZE, 3)
+    assert res.mouth_crops.shape == (2, MOUTH_CROP_SIZE, MOUTH_CROP_SIZE)
 
 
 # --- real photos and videos from ../shared (skipped when absent) --------------------------------
