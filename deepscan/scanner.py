@@ -26,33 +26,22 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
-import numpy as np
 import torch
 
+from deepscan.aggregate import FileState, build_result, describe_detector
 from deepscan.cache import FeatureCache, cache_key, file_sha256
 from deepscan.errors import DeepscanError, DetectorNotConfiguredError, MediaDecodeError
 from deepscan.faces import FaceCropper, FaceDetectorConfig
-from deepscan.media import (
-    DEFAULT_LIMITS, MIN_AUDIO_SAMPLES, VISUAL_FPS, WINDOW_SECONDS, MediaInfo, MediaLimits, iter_media_files,
-    iter_windows, probe,
-)
-from deepscan.results import (
-    MODALITIES, STATUS_OK, VERDICT_UNKNOWN, ScanResult, WindowScore, aggregate_windows, decide, logit_to_p,
-)
+from deepscan.media import DEFAULT_LIMITS, VISUAL_FPS, WINDOW_SECONDS, MediaInfo, MediaLimits, iter_media_files, probe
+from deepscan.results import MODALITIES, ScanResult, WindowScore, logit_to_p
+from deepscan.workers import WORKER_POLL_S, DecodeJob, PreparedWindow, WorkerPool, error_from, prepare_messages
 
 DEFAULT_BATCH_FRAMES = 64  # face crops per image-encoder batch (windows are batched up to this)
-THUMBNAIL_SIZE = 112  # px, side of the face-crop thumbnails kept for reports
 THUMBNAILS_PER_FILE = 3  # thumbnails of the most suspicious windows kept per file
 DETECTOR_BATCH = 256  # windows per detector call (the detector is small)
-QUEUE_WINDOWS = 8  # decoded windows waiting for the encoders, at most (bounds memory: ~5 MB each at 8 fps)
-WORKER_POLL_S = 1.0  # s, how often the main process checks that its decoding workers are alive
-WORKER_PREFETCH = 2  # files queued to each decoding worker at a time (the main process tracks which)
-MAX_WORKER_RESTARTS = 4  # dead decoding workers replaced per scan; beyond, files left become errors
-CRASH_TEST_ENV = "DEEPSCAN_TEST_WORKER_EXIT"  # test hook: a worker exits hard on a file of this name ("*": any)
 # default --workers: one decoding process per this many cores. On 2 cores, 1 worker + 1 torch thread
 # (38 s on the quick bench corpus) matched 2 workers + 1 thread (33-43 s) with one process less.
 CORES_PER_WORKER = 2
@@ -77,325 +66,6 @@ NO_DETECTOR_HELP = (
     "to train on your own media: `deepscan train DATA -o detector.safetensors` "
     "(DATA holding real/ and fake/, or real/ alone with --real-only)."
 )
-
-
-@dataclass
-class PreparedWindow:
-    """A decoded window with its face crops: what the encoders take.
-
-    Attributes
-    ----------
-    index : int
-        Window number within the file.
-    start_s, end_s : float
-        Window bounds in seconds.
-    crops : np.ndarray
-        uint8 ``(T, 224, 224, 3)`` face crops (full frame where no face).
-    frame_times_s : np.ndarray
-        float64 ``(T,)`` frame times in seconds from the start of the media.
-    waveform : np.ndarray
-        float32 ``(S,)`` mono 16 kHz audio (``S = 0`` when absent or too short for wav2vec2).
-    frames_with_face : int
-        Frames of the window where a face was found.
-    n_faces_max : int
-        Most faces seen in one frame.
-    audio_reason : str or None
-        Why the window has no audio (``"no audio stream"``, ``"audio too short"``).
-    thumbnail : str or None
-        Base64 JPEG of the middle crop (:func:`thumbnail`), set by the scanner's decoding step.
-    """
-
-    index: int
-    start_s: float
-    end_s: float
-    crops: np.ndarray
-    frame_times_s: np.ndarray
-    waveform: np.ndarray
-    frames_with_face: int = 0
-    n_faces_max: int = 0
-    audio_reason: str | None = None
-    thumbnail: str | None = None
-
-
-def prepare_windows(
-    path: str | os.PathLike,
-    info: MediaInfo,
-    cropper: FaceCropper,
-    window_s: float = WINDOW_SECONDS,
-    visual_fps: float = VISUAL_FPS,
-    limits: MediaLimits = DEFAULT_LIMITS,
-) -> Iterator[PreparedWindow]:
-    """Decode a file window by window and crop the main face of every sampled frame.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The media file.
-    info : MediaInfo
-        Its :func:`deepscan.media.probe` result.
-    cropper : FaceCropper
-        Face detector and crop parameters; one tracker follows the face across the file's windows.
-    window_s, visual_fps : float
-        Window length (s) and visual sampling rate (fps), as the detector was trained with.
-    limits : MediaLimits
-        Decoding limits.
-
-    Yields
-    ------
-    PreparedWindow
-
-    Raises
-    ------
-    DeepscanError
-        The typed media errors of :func:`deepscan.media.iter_windows`.
-    """
-    tracker = cropper.new_tracker()
-    for window in iter_windows(path, window_s=window_s, visual_fps=visual_fps, limits=limits, info=info):
-        if window.has_frames:
-            faces = tracker.crop(window.frames)
-            crops, with_face, n_faces = faces.crops, faces.frames_with_face, faces.n_faces_max
-        else:
-            crops, with_face, n_faces = np.zeros((0, cropper.crop_size, cropper.crop_size, 3), np.uint8), 0, 0
-        waveform, audio_reason = window.waveform, None
-        if not info.has_audio:
-            audio_reason = "no audio stream"
-        elif 0 < waveform.shape[0] < MIN_AUDIO_SAMPLES or waveform.shape[0] == 0:
-            waveform, audio_reason = waveform[:0], "audio too short"
-        yield PreparedWindow(window.index, window.start_s, window.end_s, crops, window.frame_times_s,
-                             waveform, with_face, n_faces, audio_reason)
-
-
-@dataclass
-class _FileState:
-    """Bookkeeping of one file while its windows are scored."""
-
-    path: str
-    info: MediaInfo | None = None
-    error: DeepscanError | None = None
-    windows: list = field(default_factory=list)  # WindowScore
-    started: float = field(default_factory=time.perf_counter)
-    frames: int = 0
-    frames_with_face: int = 0
-    n_faces_max: int = 0
-    audio_reasons: set = field(default_factory=set)
-    thumbnails: list = field(default_factory=list)  # (p_fake, window index, start_s, end_s, JPEG base64)
-    done: bool = False  # all its windows have been produced (or it failed)
-    unscored: int = 0  # windows produced but not scored yet
-    key: str | None = None  # feature-cache key; None when caching is off or the file is unreadable
-    from_cache: bool = False
-    cached: list = field(default_factory=list)  # (window meta dict, Features) to store when done
-    too_long_to_cache: bool = False  # more than MAX_CACHED_WINDOWS windows: features are not kept
-
-
-@dataclass
-class _Job:
-    """What a decoding worker needs to prepare files: picklable settings, no models."""
-
-    window_s: float
-    visual_fps: float
-    limits: MediaLimits
-    face_config: FaceDetectorConfig | None
-    detect_every: int
-    cache_path: str | None
-    key_config: dict
-
-
-def _error_from(name: str, message: str, path: str) -> DeepscanError:
-    """Rebuild a typed error sent by a worker as (class name, message)."""
-    from deepscan import errors
-
-    cls = getattr(errors, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, DeepscanError)):
-        cls = MediaDecodeError
-    try:
-        return cls(message, path)
-    except TypeError:
-        return MediaDecodeError(message, path)
-
-
-def _prepare_messages(path: str, job: _Job, cropper: FaceCropper, key: str | None = None) -> Iterator[tuple]:
-    """Everything the main process needs to score one file that is not in the feature cache.
-
-    ``("info", MediaInfo, key)`` then ``("window", PreparedWindow)`` per window; then
-    ``("error", class name, message)`` on failure; always ending with ``("end",)``. ``key`` is the
-    file's feature-cache key (looked up by the main process), passed back with the info.
-    """
-    try:
-        yield from _prepare_file(path, job, cropper, key)
-    except DeepscanError as error:
-        yield ("error", type(error).__name__, error.message)
-    except Exception as error:  # an unforeseen decoder failure must not stop the batch
-        yield ("error", "MediaDecodeError", f"could not decode: {type(error).__name__}: {error}")
-    yield ("end",)
-
-
-def _prepare_file(path: str, job: _Job, cropper: FaceCropper, key: str | None) -> Iterator[tuple]:
-    """The messages of :func:`_prepare_messages` for one file, raising on failure."""
-    info = probe(path, job.limits)
-    yield ("info", info, key)
-    for prepared in prepare_windows(path, info, cropper, job.window_s, job.visual_fps, job.limits):
-        if len(prepared.crops):
-            prepared.thumbnail = thumbnail(prepared.crops)
-        yield ("window", prepared)
-
-
-def _worker_main(tasks, results, job: _Job, worker: int, parent: int) -> None:
-    """A decoding process: take ``(index, path, key)`` tasks in order, put ``(worker, index, message)`` results.
-
-    It ignores SIGINT (the main process handles Ctrl-C and terminates it) and exits by itself
-    when the main process is gone (killed), so no orphan is left decoding.
-    """
-    import queue
-    import signal
-
-    import cv2
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-    cropper = FaceCropper(job.face_config, detect_every=job.detect_every)
-    crash_on = os.environ.get(CRASH_TEST_ENV)
-
-    def orphaned() -> bool:
-        return os.getppid() != parent
-
-    def put(item) -> None:
-        while True:
-            try:
-                return results.put(item, timeout=WORKER_POLL_S)
-            except queue.Full:
-                if orphaned():
-                    os._exit(0)  # not sys.exit: the queue's feeder thread would block on the dead pipe
-
-    while True:
-        try:
-            task = tasks.get(timeout=WORKER_POLL_S)
-        except queue.Empty:
-            if orphaned():
-                os._exit(0)
-            continue
-        if task is None:
-            return
-        index, path, key = task
-        if crash_on and crash_on in ("*", os.path.basename(path)):
-            os._exit(70)
-        for message in _prepare_messages(path, job, cropper, key):
-            put((worker, index, message))
-
-
-class _WorkerPool:
-    """Decoding processes (``spawn`` context: no fork after torch has started threads).
-
-    Each worker has its own task queue and is given at most :data:`WORKER_PREFETCH` files at a
-    time, so the main process knows which files every worker holds and in which order: when a
-    worker dies, the first of its files is the one that killed it (it becomes an error result)
-    and the others are handed to the replacement. Results come back through one bounded queue
-    per worker (so that a worker killed while writing cannot leave a shared queue's lock held
-    and block the others), together holding at most about :data:`QUEUE_WINDOWS` decoded windows
-    whatever the files' lengths.
-    """
-
-    def __init__(self, workers: int, job: _Job):
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("spawn")
-        self.ctx = ctx
-        self.job = job
-        self.depth = max(2, QUEUE_WINDOWS // workers)
-        self.results: list = [None] * workers
-        self.tasks: list = [None] * workers
-        self.processes: list = [None] * workers
-        self.assigned: list[list[int]] = [[] for _ in range(workers)]  # per worker, files in the order given
-        self.restarts = 0
-        for worker in range(workers):
-            self._start(worker)
-
-    def _start(self, worker: int) -> None:
-        # Fresh queues: tasks left in a dead worker's queue are re-sent by the main process.
-        self.tasks[worker] = self.ctx.Queue()
-        self.results[worker] = self.ctx.Queue(maxsize=self.depth)
-        process = self.ctx.Process(target=_worker_main,
-                                   args=(self.tasks[worker], self.results[worker], self.job, worker, os.getpid()),
-                                   daemon=True, name=f"deepscan-decode-{worker}")
-        process.start()
-        self.processes[worker] = process
-
-    def alive(self) -> list[int]:
-        """Workers whose process is running."""
-        return [w for w, p in enumerate(self.processes) if p is not None and p.is_alive()]
-
-    def get(self, timeout: float):
-        """The next ``(worker, index, message)`` from any worker, or ``None`` after ``timeout`` s."""
-        import queue
-        from multiprocessing.connection import wait
-
-        readers = {q._reader: w for w, q in enumerate(self.results) if q is not None}
-        for reader in wait(list(readers), timeout):
-            try:
-                return self.results[readers[reader]].get_nowait()
-            except queue.Empty:  # a partial message: the rest is on its way
-                continue
-        return None
-
-    def give(self, backlog: list, paths: dict) -> None:
-        """Hand files ``(index, key)`` from the front of ``backlog`` to live workers with room."""
-        for worker in self.alive():
-            while backlog and len(self.assigned[worker]) < WORKER_PREFETCH:
-                index, key = backlog.pop(0)
-                self.assigned[worker].append(index)
-                self.tasks[worker].put((index, paths[index], key))
-
-    def finished(self, worker: int, index: int) -> None:
-        """A worker has sent the ``end`` of a file."""
-        if index in self.assigned[worker]:
-            self.assigned[worker].remove(index)
-
-    def reap(self) -> tuple[list[int], list[int]]:
-        """Find dead workers; replace them while restarts are left.
-
-        Returns
-        -------
-        crashed : list of int
-            Files that were being decoded when their worker died.
-        orphaned : list of int
-            Files queued to a dead worker but not started: to be given again.
-        """
-        crashed, orphaned = [], []
-        for worker, process in enumerate(self.processes):
-            if process is None or process.is_alive():
-                continue
-            held, self.assigned[worker] = self.assigned[worker], []
-            crashed += held[:1]
-            orphaned += held[1:]
-            for q in (self.tasks[worker], self.results[worker]):
-                q.cancel_join_thread()
-                q.close()
-            self.tasks[worker] = self.results[worker] = None
-            self.processes[worker] = None
-            if self.restarts < MAX_WORKER_RESTARTS:
-                self.restarts += 1
-                self._start(worker)
-        return crashed, orphaned
-
-    def close(self, terminate: bool = False) -> None:
-        """Stop the workers: politely (sentinels) or at once (``terminate``, used on Ctrl-C)."""
-        live = [(w, p) for w, p in enumerate(self.processes) if p is not None]
-        if not terminate:
-            for worker, _ in live:
-                try:
-                    self.tasks[worker].put(None)
-                except (ValueError, OSError):
-                    pass
-        for _, process in live:
-            if terminate:
-                process.terminate()
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
-        for q in [*self.tasks, *self.results]:
-            if q is not None:
-                q.cancel_join_thread()
-                q.close()
 
 
 def total_media_seconds(paths, recursive: bool = True, skip: Callable[[str], bool] | None = None,
@@ -548,7 +218,7 @@ class Scanner:
         elif not isinstance(cache, FeatureCache):
             cache = FeatureCache(cache)
         self.cache = cache
-        self._pool: _WorkerPool | None = None
+        self._pool: WorkerPool | None = None
 
     # -- identity of the features -----------------------------------------------------------------
 
@@ -573,8 +243,8 @@ class Scanner:
                 "crop_size": self.cropper.crop_size,
                 "detector_name": self.cropper.detector_name}
 
-    def _job(self) -> _Job:
-        return _Job(self.window_s, self.visual_fps, self.limits, self.face_config, self.cropper.detect_every,
+    def _job(self) -> DecodeJob:
+        return DecodeJob(self.window_s, self.visual_fps, self.limits, self.face_config, self.cropper.detect_every,
                     str(self.cache.path) if self.cache is not None else None,
                     self.cache_config() if self.cache is not None else {})
 
@@ -630,17 +300,17 @@ class Scanner:
             generator is interrupted (Ctrl-C) the workers are terminated.
         """
         workers = self.workers if workers is None else int(workers)
-        states: list[_FileState] = []
+        states: list[FileState] = []
         unreadable: list[tuple[Path, DeepscanError]] = []
         for path in iter_media_files(paths, recursive=recursive, on_error=lambda p, e: unreadable.append((p, e))):
             while unreadable:
                 p, e = unreadable.pop(0)
-                states.append(_FileState(str(p), error=e, done=True))
+                states.append(FileState(str(p), error=e, done=True))
             if skip is not None and skip(str(path)):
                 continue
-            states.append(_FileState(str(path)))
+            states.append(FileState(str(path)))
         for p, e in unreadable:
-            states.append(_FileState(str(p), error=e, done=True))
+            states.append(FileState(str(p), error=e, done=True))
         todo = [i for i, s in enumerate(states) if not s.done]
         if len(todo) <= 1:
             workers = 0  # starting a process costs more than it saves on one file
@@ -703,7 +373,7 @@ class Scanner:
                 yield index, ("end",)
                 continue
             if not workers:
-                for message in _prepare_messages(paths[index], job, self.cropper, key):
+                for message in prepare_messages(paths[index], job, self.cropper, key):
                     yield index, message
                 continue
             if pool is None:
@@ -716,15 +386,15 @@ class Scanner:
         if pool is not None:
             yield from self._drain(pool, backlog, pending, paths, keys, wait=True)
 
-    def _start_pool(self, workers: int, job: _Job) -> _WorkerPool:
+    def _start_pool(self, workers: int, job: DecodeJob) -> WorkerPool:
         pool = self._pool
         if pool is None or len(pool.processes) != workers or pool.job != job or len(pool.alive()) != workers:
             self.close()
-            pool = self._pool = _WorkerPool(workers, job)
+            pool = self._pool = WorkerPool(workers, job)
         pool.restarts = 0
         return pool
 
-    def _drain(self, pool: _WorkerPool, backlog, pending, paths, keys, wait: bool) -> Iterator[tuple[int, tuple]]:
+    def _drain(self, pool: WorkerPool, backlog, pending, paths, keys, wait: bool) -> Iterator[tuple[int, tuple]]:
         """Messages from the workers: those waiting (``wait=False``), or until every file has ended."""
         while pending:
             item = pool.get(0)
@@ -761,7 +431,7 @@ class Scanner:
             yield index, message
 
     def _consume(self, states, source, on_progress) -> Iterator[ScanResult]:
-        batch: list[tuple[_FileState, PreparedWindow]] = []
+        batch: list[tuple[FileState, PreparedWindow]] = []
         hits: list = []  # (state, window meta, Features) of cached files, for one detector call
         frames_in_batch = 0
         head = 0
@@ -796,7 +466,7 @@ class Scanner:
                             self._score(batch, on_progress)
                             batch, frames_in_batch = [], 0
                 elif kind == "error":
-                    state.error = state.error or _error_from(message[1], message[2], state.path)
+                    state.error = state.error or error_from(message[1], message[2], state.path)
                 elif kind == "end":
                     state.done = True
             while head < len(states) and states[head].done and states[head].unscored == 0:
@@ -870,7 +540,7 @@ class Scanner:
         rows, hits[:] = list(hits), []
         self._detect(rows, on_progress)
 
-    def _unpack_cached(self, state: _FileState, key: str, tensors: dict, meta: dict) -> list:
+    def _unpack_cached(self, state: FileState, key: str, tensors: dict, meta: dict) -> list:
         """The ``(state, window meta, Features)`` rows of a cached file (none if the entry is unreadable)."""
         try:
             state.info = MediaInfo(**meta["info"])
@@ -887,7 +557,7 @@ class Scanner:
         state.unscored += len(features)
         return [(state, w, f) for w, f in zip(meta["windows"], features)]
 
-    def _store(self, state: _FileState) -> None:
+    def _store(self, state: FileState) -> None:
         if (self.cache is None or state.key is None or state.from_cache or state.error is not None
                 or state.too_long_to_cache):
             return
@@ -903,7 +573,7 @@ class Scanner:
             warnings.warn(f"feature cache not written for {state.path}: {error}", RuntimeWarning, stacklevel=2)
         state.cached = []
 
-    def _finish(self, state: _FileState) -> ScanResult:
+    def _finish(self, state: FileState) -> ScanResult:
         elapsed = time.perf_counter() - state.started
         if state.windows and state.error is None:
             self._store(state)
@@ -962,95 +632,6 @@ def unpack_features(tensors: dict[str, torch.Tensor], windows: int) -> list:
         split[m] = torch.split(tensors[m], lengths)
         split[f"{m}_times_s"] = torch.split(tensors[f"{m}_times_s"], lengths)
     return [Features(**{name: split[name][i] for name in FEATURE_FIELDS}) for i in range(windows)]
-
-
-def build_result(state: _FileState, checkpoint, detector_info: dict, elapsed_s: float) -> ScanResult:
-    """Aggregate a file's window scores into its :class:`ScanResult`.
-
-    The file's ``p_fake`` comes from :func:`deepscan.results.aggregate_windows`; a modality's
-    ``p_fake`` is the mean of its window probabilities where present. The verdict compares
-    ``p_fake`` with the checkpoint's threshold, except for an untrained detector, whose verdict
-    is ``"unknown"``.
-    """
-    windows = sorted(state.windows, key=lambda w: w.index)
-    p_fake = logit_to_p(aggregate_windows([w.logit for w in windows]))
-    no_face = state.frames > 0 and state.frames_with_face == 0
-    modalities = {}
-    for m in MODALITIES:
-        scores = [w.modalities[m] for w in windows if w.modalities.get(m) is not None]
-        reason = None
-        if m == "audio" and not scores:
-            reason = ", ".join(sorted(state.audio_reasons)) or "no audio"
-        elif m in ("image", "video") and state.frames == 0:
-            reason = "no frames"
-        elif m == "video" and not scores:
-            reason = "single frame: no motion"
-        elif m in ("image", "video") and no_face:
-            reason = "no face"
-        modalities[m] = {"present": bool(scores), "p_fake": float(np.mean(scores)) if scores else None,
-                         "reason": reason}
-    present = {m: v["p_fake"] for m, v in modalities.items() if v["p_fake"] is not None}
-    top = max(present, key=present.get) if present else None
-    reason = "no face" if no_face else None
-    verdict = decide(p_fake, checkpoint.threshold)
-    if checkpoint.trained_on == "untrained":
-        verdict, reason = VERDICT_UNKNOWN, "untrained detector: its scores mean nothing"
-    return ScanResult(
-        path=state.path, status=STATUS_OK, reason=reason, verdict=verdict, p_fake=p_fake,
-        threshold=checkpoint.threshold, modalities=modalities, top_modality=top, windows=windows,
-        media=state.info.to_dict(),
-        faces={"frames": state.frames, "frames_with_face": state.frames_with_face,
-               "max_faces": state.n_faces_max, "no_face": no_face},
-        detector=detector_info, elapsed_s=elapsed_s,
-        thumbnails=[{"window": i, "start_s": a, "end_s": b, "p_fake": p, "jpeg_base64": data}
-                    for p, i, a, b, data in state.thumbnails],
-    )
-
-
-def thumbnail(crops: np.ndarray, size: int = THUMBNAIL_SIZE) -> str:
-    """Base64 JPEG of the middle crop of a window, for reports.
-
-    Parameters
-    ----------
-    crops : np.ndarray
-        uint8 ``(T, H, W, 3)`` face crops, ``T >= 1``.
-    size : int
-        Side of the thumbnail in pixels.
-
-    Returns
-    -------
-    str
-        Base64 (ASCII) of a JPEG file.
-    """
-    import base64
-    import io
-
-    from PIL import Image
-
-    image = Image.fromarray(crops[len(crops) // 2]).resize((size, size), Image.BILINEAR)
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=80)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def describe_detector(checkpoint, debug_encoders: bool = False) -> dict:
-    """The ``detector`` block of every result: name, hash, what it was trained on, and a label.
-
-    The label is set whenever the detector is not a real one (untrained, trained on synthetic or
-    debug data, or run on debug encoders), so every output format says so.
-    """
-    synthetic = checkpoint.is_synthetic or debug_encoders
-    label = None
-    if checkpoint.trained_on == "untrained":
-        label = "UNTRAINED detector: scores are meaningless, verdicts withheld"
-    elif synthetic:
-        label = (f"DEMO detector trained on {checkpoint.trained_on} data"
-                 + (" with debug encoders" if debug_encoders else "")
-                 + ": verdicts are a demonstration, not a real judgement")
-    return {"name": checkpoint.name, "sha256": checkpoint.sha256, "trained_on": checkpoint.trained_on,
-            "synthetic": synthetic, "label": label,
-            "data": (checkpoint.provenance or {}).get("data"),
-            "metrics": (checkpoint.provenance or {}).get("metrics")}
 
 
 def logit_margin(logits: torch.Tensor) -> torch.Tensor:

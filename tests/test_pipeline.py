@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from deepscan import synth
-from deepscan import scanner as scanner_module
-from deepscan.scanner import CRASH_TEST_ENV, QUEUE_WINDOWS, Scanner, default_workers, total_media_seconds
+from deepscan import workers as workers_module
+from deepscan.scanner import Scanner, default_workers, total_media_seconds
+from deepscan.workers import CRASH_TEST_ENV, QUEUE_WINDOWS
 from tests.helpers import make_detector
 
 
@@ -78,7 +79,7 @@ def test_workers_that_keep_dying_are_not_restarted_endlessly(scanner, media, mon
     files = sorted(media.iterdir())
     scanner.close()
     monkeypatch.setenv(CRASH_TEST_ENV, "*")
-    monkeypatch.setattr(scanner_module, "MAX_WORKER_RESTARTS", 1)
+    monkeypatch.setattr(workers_module, "MAX_WORKER_RESTARTS", 1)
     results = list(scanner.scan(files, workers=1))
     scanner.close()
     assert [r.path for r in results] == [str(f) for f in files]

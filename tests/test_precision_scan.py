@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from deepscan import synth
-from deepscan.scanner import Scanner, prepare_windows
+from deepscan.scanner import Scanner
+from deepscan.workers import prepare_windows
 from deepscan.media import probe
 from tests.helpers import make_detector
 

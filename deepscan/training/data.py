@@ -13,7 +13,7 @@ otherwise the split is drawn from a hash of the source (:func:`split_of`). A fil
 manifest's ``source`` column, else its file-name stem with a leading ``real_`` / ``fake_`` /
 ``<kind>_`` removed (``fake/av_offset/av_offset_0007.mp4`` and ``real/real_0007.mp4`` share ``0007``).
 
-Features are extracted exactly as ``deepscan check`` does (:func:`deepscan.scanner.prepare_windows`
+Features are extracted exactly as ``deepscan check`` does (:func:`deepscan.workers.prepare_windows`
 then :meth:`deepscan.extractors.Extractors.encode_many`) and kept in a :class:`~deepscan.cache.FeatureCache`
 keyed by the file's content hash, the extractor config hash, the sampling and face settings and,
 for pseudo-fakes, the kind, variant seed and donor, so that epochs and reruns decode nothing twice.
@@ -447,7 +447,7 @@ class FeatureStore:
         DeepscanError
             The typed media errors of :func:`deepscan.media.probe` / ``iter_windows``.
         """
-        from ..scanner import prepare_windows
+        from ..workers import prepare_windows
 
         key = cache_key(self._sha(path), **self._settings())
 
@@ -510,7 +510,7 @@ class FeatureStore:
         return out
 
     def _make_pseudo(self, path, sha: str, wanted: list, seed: int, donor) -> dict:
-        from ..scanner import PreparedWindow
+        from ..workers import PreparedWindow
 
         info = probe(path)
         donor_wave = load_waveform(donor) if donor is not None else None
@@ -548,7 +548,7 @@ class FeatureStore:
 
     def _prepared(self, window: Window, faces):
         from ..media import MIN_AUDIO_SAMPLES
-        from ..scanner import PreparedWindow
+        from ..workers import PreparedWindow
 
         crops = faces.crops if faces is not None else np.zeros((0, self.cropper.crop_size, self.cropper.crop_size, 3), np.uint8)
         waveform = window.waveform if window.waveform.shape[0] >= MIN_AUDIO_SAMPLES else window.waveform[:0]

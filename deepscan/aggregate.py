@@ -1,0 +1,106 @@
+"""From a file's window scores to its :class:`~deepscan.results.ScanResult`.
+
+:class:`FileState` is the bookkeeping of one file while the scanner scores its windows (media facts,
+face counts, window scores, expert cues, thumbnails); :func:`build_result` aggregates it into the
+per-file result, and :func:`describe_detector` is the ``detector`` block every result carries.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from deepscan.errors import DeepscanError
+from deepscan.media import MediaInfo
+from deepscan.results import (
+    MODALITIES, STATUS_OK, VERDICT_UNKNOWN, ScanResult, aggregate_windows, decide, logit_to_p,
+)
+
+__all__ = ["FileState", "build_result", "describe_detector"]
+
+
+@dataclass
+class FileState:
+    """Bookkeeping of one file while its windows are scored."""
+
+    path: str
+    info: MediaInfo | None = None
+    error: DeepscanError | None = None
+    windows: list = field(default_factory=list)  # WindowScore
+    started: float = field(default_factory=time.perf_counter)
+    frames: int = 0
+    frames_with_face: int = 0
+    n_faces_max: int = 0
+    audio_reasons: set = field(default_factory=set)
+    thumbnails: list = field(default_factory=list)  # (p_fake, window index, start_s, end_s, JPEG base64)
+    done: bool = False  # all its windows have been produced (or it failed)
+    unscored: int = 0  # windows produced but not scored yet
+    key: str | None = None  # feature-cache key; None when caching is off or the file is unreadable
+    from_cache: bool = False
+    cached: list = field(default_factory=list)  # (window meta dict, Features) to store when done
+    too_long_to_cache: bool = False  # more than MAX_CACHED_WINDOWS windows: features are not kept
+
+
+def build_result(state: FileState, checkpoint, detector_info: dict, elapsed_s: float) -> ScanResult:
+    """Aggregate a file's window scores into its :class:`ScanResult`.
+
+    The file's ``p_fake`` comes from :func:`deepscan.results.aggregate_windows`; a modality's
+    ``p_fake`` is the mean of its window probabilities where present. The verdict compares
+    ``p_fake`` with the checkpoint's threshold, except for an untrained detector, whose verdict
+    is ``"unknown"``.
+    """
+    windows = sorted(state.windows, key=lambda w: w.index)
+    p_fake = logit_to_p(aggregate_windows([w.logit for w in windows]))
+    no_face = state.frames > 0 and state.frames_with_face == 0
+    modalities = {}
+    for m in MODALITIES:
+        scores = [w.modalities[m] for w in windows if w.modalities.get(m) is not None]
+        reason = None
+        if m == "audio" and not scores:
+            reason = ", ".join(sorted(state.audio_reasons)) or "no audio"
+        elif m in ("image", "video") and state.frames == 0:
+            reason = "no frames"
+        elif m == "video" and not scores:
+            reason = "single frame: no motion"
+        elif m in ("image", "video") and no_face:
+            reason = "no face"
+        modalities[m] = {"present": bool(scores), "p_fake": float(np.mean(scores)) if scores else None,
+                         "reason": reason}
+    present = {m: v["p_fake"] for m, v in modalities.items() if v["p_fake"] is not None}
+    top = max(present, key=present.get) if present else None
+    reason = "no face" if no_face else None
+    verdict = decide(p_fake, checkpoint.threshold)
+    if checkpoint.trained_on == "untrained":
+        verdict, reason = VERDICT_UNKNOWN, "untrained detector: its scores mean nothing"
+    return ScanResult(
+        path=state.path, status=STATUS_OK, reason=reason, verdict=verdict, p_fake=p_fake,
+        threshold=checkpoint.threshold, modalities=modalities, top_modality=top, windows=windows,
+        media=state.info.to_dict(),
+        faces={"frames": state.frames, "frames_with_face": state.frames_with_face,
+               "max_faces": state.n_faces_max, "no_face": no_face},
+        detector=detector_info, elapsed_s=elapsed_s,
+        thumbnails=[{"window": i, "start_s": a, "end_s": b, "p_fake": p, "jpeg_base64": data}
+                    for p, i, a, b, data in state.thumbnails],
+    )
+
+
+def describe_detector(checkpoint, debug_encoders: bool = False) -> dict:
+    """The ``detector`` block of every result: name, hash, what it was trained on, and a label.
+
+    The label is set whenever the detector is not a real one (untrained, trained on synthetic or
+    debug data, or run on debug encoders), so every output format says so.
+    """
+    synthetic = checkpoint.is_synthetic or debug_encoders
+    label = None
+    if checkpoint.trained_on == "untrained":
+        label = "UNTRAINED detector: scores are meaningless, verdicts withheld"
+    elif synthetic:
+        label = (f"DEMO detector trained on {checkpoint.trained_on} data"
+                 + (" with debug encoders" if debug_encoders else "")
+                 + ": verdicts are a demonstration, not a real judgement")
+    return {"name": checkpoint.name, "sha256": checkpoint.sha256, "trained_on": checkpoint.trained_on,
+            "synthetic": synthetic, "label": label,
+            "data": (checkpoint.provenance or {}).get("data"),
+            "metrics": (checkpoint.provenance or {}).get("metrics")}
