@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -40,7 +39,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from deepscan.errors import DownloadError, ModelLoadingError
+from deepscan.errors import ModelLoadingError
 
 __all__ = [
     "CROP_SIZE",
@@ -867,35 +866,8 @@ def mouth_region(
     else:
         down = to_mouth
     side = max(MOUTH_WIDTH_SCALE * width, MOUTH_NOSE_SCALE * nose_dist)
-    gray = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
-    return aligned_crop(gray, mouth, side, down, size)
-
-
-def download_yunet(dest_dir: str | os.PathLike, *args, **kwargs):
-    """Deprecated: downloads now belong to the weights registry (``deepscan.weights``).
-
-    Parameters
-    ----------
-    dest_dir : str or os.PathLike
-        Ignored.
-    *args, **kwargs
-        Ignored (the old ``url``, ``sha256`` and ``timeout_s``).
-
-    Raises
-    ------
-    DownloadError
-        Always, saying where to get ``face_detection_yunet_2026may.onnx``.
-    """
-    warnings.warn(
-        "deepscan.faces.download_yunet is deprecated; the weights registry fetches YuNet",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    raise DownloadError(
-        "deepscan.faces no longer downloads YuNet: fetch face_detection_yunet_2026may.onnx with "
-        f"the weights registry ('deepscan models download'), or place it in {os.fspath(dest_dir)} "
-        "yourself and pass it with --yunet-model"
-    )
+    # cut in colour, then convert the small crop (cheaper than converting the whole frame)
+    return cv2.cvtColor(aligned_crop(frame, mouth, side, down, size), cv2.COLOR_RGB2GRAY)
 
 
 def _check_frames(frames: np.ndarray) -> np.ndarray:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
-
 import av
 import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from deepscan.errors import DownloadError, ModelLoadingError
+from deepscan.errors import ModelLoadingError
 from deepscan.faces import (
     CROP_SIZE,
     HAAR_LANDMARK_RATIOS,
@@ -25,7 +23,6 @@ from deepscan.faces import (
     aligned_crop,
     build_detector,
     crop_faces,
-    download_yunet,
     estimate_landmarks,
     full_frame_crop,
     meso_crop,
@@ -321,7 +318,7 @@ def test_detector_output_is_sanitised():
     assert res.n_faces_max == 0 and not res.found[0]
 
 
-# --- detectors; download_yunet is gone (deprecated stub) --------------------------------------
+# --- detectors (downloads belong to deepscan.weights) --------------------------------------------
 
 
 def test_yunet_needs_a_loadable_model(tmp_path):
@@ -336,15 +333,6 @@ def test_yunet_needs_a_loadable_model(tmp_path):
     assert str(junk) in str(info.value)
     with pytest.raises(ValueError, match="backend"):
         build_detector(FaceDetectorConfig(backend="mtcnn"))
-
-
-def test_download_yunet_is_a_deprecated_stub(tmp_path):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        with pytest.raises(DownloadError, match="face_detection_yunet_2026may.onnx"):
-            download_yunet(tmp_path)
-    assert any(issubclass(w.category, DeprecationWarning) for w in caught)
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_haar_is_the_default_detector_and_uses_its_own_max_side():

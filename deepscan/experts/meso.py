@@ -49,10 +49,8 @@ _DENSE_SHAPES = [(1024, 16), (16, 1)]
 class Meso4(nn.Module):
     """Meso-4 (Afchar et al., WIFS 2018): four conv blocks and a dense head; output P(real).
 
-    Parameters
-    ----------
-    None; the architecture is fixed (27,977 parameters). Load the published weights with
-    :func:`load_meso4`.
+    The architecture is fixed (27,977 parameters) and takes no arguments; load the published
+    weights with :func:`load_meso4`.
 
     Notes
     -----

@@ -43,6 +43,7 @@ __all__ = [
     "STRIDES",
     "LANDMARK_NAMES",
     "YuNet",
+    "decode",
     "nms",
 ]
 
