@@ -8,10 +8,12 @@ processes read while one writes (https://www.sqlite.org/wal.html). Values are sa
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import sqlite3
+import stat
 import threading
 import time
 from pathlib import Path
@@ -44,13 +46,21 @@ def default_cache_dir() -> Path:
 def file_sha256(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file's content, read in chunks (memory stays bounded).
 
+    Only a regular file is read, and opening never blocks: a named pipe (or a file replaced by
+    one after it was listed) raises instead of waiting for a writer forever.
+
     Raises
     ------
     OSError
-        When the file cannot be read.
+        When the file cannot be read or is not a regular file.
     """
     digest = hashlib.sha256()
-    with open(path, "rb") as stream:
+    if not stat.S_ISREG(os.stat(path).st_mode):  # before opening: opening a device can act on it
+        raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
         while chunk := stream.read(HASH_CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()

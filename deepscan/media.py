@@ -12,6 +12,7 @@ at :data:`SAMPLE_RATE`. An image is one window with ``T = 1`` and ``S = 0``; an 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -66,6 +67,11 @@ MIN_AUDIO_SAMPLES = 400  # wav2vec2's receptive field at 16 kHz (25 ms)
 MAX_DURATION_S = 6 * 3600.0  # s, longest media accepted by default
 MAX_PIXELS = 16_384 * 16_384  # pixels per frame or image (decompression-bomb guard)
 MAX_FILE_BYTES = 64 * 1024**3  # bytes, largest file accepted by default
+MAX_FRAMES = 5_000_000  # frames a video stream may claim (six hours at 230 fps)
+MAX_IMAGE_FRAMES = 20_000  # frames of an animated image (GIF, APNG, WebP) or pages of a TIFF
+MAX_STREAMS = 100  # streams (tracks) in one container
+MAX_WINDOW_BYTES = 1024**3  # bytes of decoded RGB frames held for one window (4K at 8 fps, 4 s: 0.8 GB)
+MAX_STREAM_LAG_S = 60.0  # s, how far one stream may run ahead of the other before windows go without it
 
 KINDS = ("video", "audio", "image")
 # Extensions that claim a file is media: inside a directory, such a file is scanned even when its
@@ -89,6 +95,10 @@ MAX_CODEC_PADDING_S = 0.1  # s, decoded audio past the stream's stated end that 
 class MediaLimits:
     """Limits that stop decompression bombs and runaway inputs.
 
+    Every limit is checked on what the file claims before anything is decoded, and again on what
+    decoding actually produces; a file over a limit gets a :class:`LimitExceededError` (reason
+    ``"over limits"``) that names the limit.
+
     Parameters
     ----------
     max_duration_s : float
@@ -97,11 +107,27 @@ class MediaLimits:
         Largest accepted frame or image area (width x height, pixels).
     max_file_bytes : int
         Largest accepted file size in bytes.
+    max_frames : int
+        Most frames a video stream may claim (the container's frame count, an MP4 track's
+        sample tables).
+    max_image_frames : int
+        Most frames of an animated image (GIF, APNG, WebP) or pages of a TIFF, counted from the
+        file's structure without decoding.
+    max_streams : int
+        Most streams (tracks) in one container.
+    max_window_bytes : int
+        Most bytes of decoded RGB frames held at once: one window's frames (``window_s *
+        visual_fps`` frames of width x height x 3 bytes), and the frames held while one stream
+        runs ahead of the other.
     """
 
     max_duration_s: float = MAX_DURATION_S
     max_pixels: int = MAX_PIXELS
     max_file_bytes: int = MAX_FILE_BYTES
+    max_frames: int = MAX_FRAMES
+    max_image_frames: int = MAX_IMAGE_FRAMES
+    max_streams: int = MAX_STREAMS
+    max_window_bytes: int = MAX_WINDOW_BYTES
 
 
 DEFAULT_LIMITS = MediaLimits()
@@ -302,14 +328,11 @@ def sniff_kind(path: str | os.PathLike) -> str | None:
     Raises
     ------
     UnreadableFileError
-        When the file can't be opened or read (missing, permission denied, a directory).
+        When the file can't be opened or read (missing, permission denied, a directory), or is
+        a named pipe, socket or device (never opened: reading a pipe can wait forever).
     """
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(SNIFF_BYTES)
-    except OSError as error:
-        raise UnreadableFileError(_os_reason(error), path) from error
-    return _sniff_bytes(head)
+    with _open_regular(path) as handle:
+        return _sniff_bytes(_read_head(handle, path))
 
 
 def _os_reason(error: OSError) -> str:
@@ -322,28 +345,70 @@ def _os_reason(error: OSError) -> str:
     return f"cannot be read ({error.strerror or error})"
 
 
+def _not_regular(mode: int) -> str | None:
+    """Why a file of this ``st_mode`` is not opened (``None`` for a regular file)."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a file"
+    if stat.S_ISFIFO(mode):
+        return "is a named pipe (FIFO), not a regular file: not opened, reading it could wait forever"
+    if stat.S_ISSOCK(mode):
+        return "is a socket, not a regular file: not opened"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is a device node, not a regular file: not opened"
+    return "is not a regular file: not opened"
+
+
+def _open_regular(path: str | os.PathLike):
+    """Open a file for binary reading only if it is a regular file, without ever blocking.
+
+    The file is checked with ``stat`` before it is opened (opening a device can have side
+    effects), opened with ``O_NONBLOCK`` (opening a pipe that replaced it meanwhile returns at
+    once instead of waiting for a writer) and checked again with ``fstat`` on what was opened.
+
+    Raises
+    ------
+    UnreadableFileError
+        Missing, permission denied, a directory, a pipe, a socket or a device.
+    """
+    try:
+        reason = _not_regular(os.stat(path).st_mode)
+    except OSError as error:
+        raise UnreadableFileError(_os_reason(error), path) from error
+    if reason:
+        raise UnreadableFileError(reason, path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as error:
+        raise UnreadableFileError(_os_reason(error), path) from error
+    try:
+        reason = _not_regular(os.fstat(fd).st_mode)
+        if reason:
+            raise UnreadableFileError(f"{reason} (it changed after it was listed)", path)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _read_head(handle, path) -> bytes:
+    try:
+        return handle.read(SNIFF_BYTES)
+    except OSError as error:
+        raise UnreadableFileError(_os_reason(error), path) from error
+
+
 def _check_file(path: str | os.PathLike, limits: MediaLimits) -> tuple[int, bytes]:
-    """Stat and read the head of a file; return (size in bytes, first bytes)."""
-    try:
-        st = os.stat(path)
-    except OSError as error:
-        raise UnreadableFileError(_os_reason(error), path) from error
-    if stat.S_ISDIR(st.st_mode):
-        raise UnreadableFileError("is a directory, not a file", path)
-    if not stat.S_ISREG(st.st_mode):
-        raise UnreadableFileError("is not a regular file (device, pipe or socket)", path)
-    if st.st_size == 0:
-        raise EmptyFileError("the file is empty (0 bytes)", path)
-    if st.st_size > limits.max_file_bytes:
-        raise LimitExceededError(
-            f"file is {st.st_size} bytes, over the limit of {limits.max_file_bytes} bytes", path
-        )
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(SNIFF_BYTES)
-    except OSError as error:
-        raise UnreadableFileError(_os_reason(error), path) from error
-    return st.st_size, head
+    """Stat and read the head of a regular file; return (size in bytes, first bytes)."""
+    with _open_regular(path) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size == 0:
+            raise EmptyFileError("the file is empty (0 bytes)", path)
+        if size > limits.max_file_bytes:
+            raise LimitExceededError(f"file is {size} bytes, over the limit of {limits.max_file_bytes} bytes", path)
+        return size, _read_head(handle, path)
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -379,30 +444,148 @@ class _NotPillowImage(Exception):
     """Pillow does not know the format (e.g. HEIF); let FFmpeg try."""
 
 
-def _open_image(path: str | os.PathLike, limits: MediaLimits) -> Image.Image:
-    """Open an image with Pillow (header only), mapping Pillow's errors to deepscan's."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
-    except Image.DecompressionBombError as error:
-        raise LimitExceededError(f"image is too large to decode safely ({error})", path) from error
-    except UnidentifiedImageError as error:
-        raise _NotPillowImage(str(error)) from error
-    except OSError as error:
-        if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError)):
-            raise UnreadableFileError(_os_reason(error), path) from error
-        raise CorruptMediaError(f"truncated or corrupt image ({error})", path) from error
-    except (SyntaxError, ValueError, EOFError) as error:
-        raise CorruptMediaError(f"truncated or corrupt image ({error})", path) from error
-    width, height = img.size
-    if width * height > limits.max_pixels:
-        img.close()
-        raise LimitExceededError(
-            f"image is {width}x{height} = {width * height} pixels, over the limit of "
-            f"{limits.max_pixels} pixels", path,
-        )
-    return img
+@contextlib.contextmanager
+def _open_image(path: str | os.PathLike, limits: MediaLimits) -> Iterator[Image.Image]:
+    """Open an image with Pillow (header only), mapping Pillow's errors to deepscan's.
+
+    Pillow reads from a file object opened by :func:`_open_regular`, never from the path: so
+    what it reads is the regular file that was checked, and it never memory-maps the file (a
+    mapped file truncated by someone else while it is read kills the process with SIGBUS).
+    """
+    with _open_regular(path) as handle:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(handle)
+        except Image.DecompressionBombError as error:
+            raise LimitExceededError(f"image is too large to decode safely ({error})", path) from error
+        except UnidentifiedImageError as error:
+            raise _NotPillowImage(str(error)) from error
+        except MemoryError as error:
+            raise LimitExceededError("image header asks for more memory than there is", path) from error
+        except OSError as error:
+            if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError)):
+                raise UnreadableFileError(_os_reason(error), path) from error
+            raise CorruptMediaError(f"truncated or corrupt image ({error})", path) from error
+        except Exception as error:  # Pillow's parsers raise many kinds on damaged headers
+            raise CorruptMediaError(f"truncated or corrupt image ({type(error).__name__}: {error})", path) from error
+        with img:
+            width, height = img.size
+            if width * height > limits.max_pixels:
+                raise LimitExceededError(
+                    f"image is {width}x{height} = {width * height} pixels, over the limit of "
+                    f"{limits.max_pixels} pixels", path,
+                )
+            yield img
+
+
+class _PositionalReader:
+    """Reads a file by absolute offsets (``os.pread``), leaving the position Pillow uses alone."""
+
+    def __init__(self, fd: int):
+        self.fd, self.pos, self.buffer, self.buffer_at = fd, 0, b"", 0
+
+    def read(self, n: int) -> bytes:
+        out = bytearray()
+        while n > 0:
+            at = self.pos - self.buffer_at
+            if not 0 <= at < len(self.buffer):
+                self.buffer, self.buffer_at, at = os.pread(self.fd, 1 << 16, self.pos), self.pos, 0
+                if not self.buffer:
+                    break
+            piece = self.buffer[at:at + n]
+            out += piece
+            n -= len(piece)
+            self.pos += len(piece)
+        return bytes(out)
+
+    def skip_sub_blocks(self) -> None:
+        """Skip GIF data sub-blocks (length byte, data) up to the zero-length terminator."""
+        while True:
+            size = self.read(1)
+            if not size or size == b"\x00":
+                return
+            self.pos += size[0]
+
+
+def _gif_frame_count(fd: int, cap: int) -> int:
+    """Frames of a GIF counted from its block structure, without decoding; stops past ``cap``."""
+    reader = _PositionalReader(fd)
+    head = reader.read(13)
+    if len(head) < 13:
+        return 1
+    if head[10] & 0x80:
+        reader.pos += 3 << ((head[10] & 7) + 1)  # global colour table
+    count = 0
+    while count <= cap:
+        kind = reader.read(1)
+        if kind == b"!":  # extension: label, then sub-blocks
+            reader.pos += 1
+            reader.skip_sub_blocks()
+        elif kind == b",":  # image descriptor, local colour table, LZW code size, sub-blocks
+            descriptor = reader.read(9)
+            if len(descriptor) < 9:
+                break
+            if descriptor[8] & 0x80:
+                reader.pos += 3 << ((descriptor[8] & 7) + 1)
+            reader.pos += 1
+            reader.skip_sub_blocks()
+            count += 1
+        else:  # trailer, end of file or garbage
+            break
+    return max(count, 1)
+
+
+def _tiff_page_count(fd: int, cap: int) -> int | None:
+    """Pages (IFDs) of a classic TIFF by following the IFD chain; stops past ``cap`` or at a loop.
+
+    ``None`` for a BigTIFF (Pillow counts those itself).
+    """
+    reader = _PositionalReader(fd)
+    head = reader.read(8)
+    if len(head) < 8 or head[:2] not in (b"II", b"MM"):
+        return 1
+    order = "little" if head[:2] == b"II" else "big"
+    if int.from_bytes(head[2:4], order) != 42:
+        return None
+    offset, seen = int.from_bytes(head[4:8], order), set()
+    while offset and offset not in seen and len(seen) <= cap:
+        seen.add(offset)
+        reader.pos = offset
+        entries = reader.read(2)
+        if len(entries) < 2:
+            break
+        reader.pos = offset + 2 + 12 * int.from_bytes(entries, order)
+        link = reader.read(4)
+        offset = int.from_bytes(link, order) if len(link) == 4 else 0
+    return max(len(seen), 1)
+
+
+def _image_frame_count(img: Image.Image, limits: MediaLimits, path) -> int:
+    """Frames of an image, counted cheaply, and refused over :attr:`MediaLimits.max_image_frames`.
+
+    GIF and TIFF are counted from their structure here (Pillow would decode every GIF frame to
+    count them); other formats state their count in a header (APNG's acTL, WebP's frames).
+    """
+    cap = limits.max_image_frames
+    count = None
+    fileno = getattr(getattr(img, "fp", None) or getattr(img, "_fp", None), "fileno", None)
+    if hasattr(os, "pread") and fileno is not None and img.format in ("GIF", "TIFF"):
+        try:
+            fd = fileno()
+            count = _gif_frame_count(fd, cap) if img.format == "GIF" else _tiff_page_count(fd, cap)
+        except OSError as error:
+            raise CorruptMediaError(f"truncated or corrupt image ({error})", path) from error
+    if count is None:
+        try:
+            count = int(getattr(img, "n_frames", 1) or 1)
+        except Exception as error:  # counting walks damaged structures
+            raise CorruptMediaError(f"truncated or corrupt animation ({type(error).__name__}: {error})", path) from error
+    if count > cap:
+        stated = f"more than {cap}" if count == cap + 1 else str(count)  # GIF and TIFF counts stop at cap + 1
+        raise LimitExceededError(f"image has {stated} frames, over the limit of {cap} "
+                                 "(MediaLimits.max_image_frames)", path)
+    return max(count, 1)
 
 
 def _load_pil_frame(img: Image.Image, path) -> None:
@@ -413,8 +596,10 @@ def _load_pil_frame(img: Image.Image, path) -> None:
             img.load()
     except Image.DecompressionBombError as error:
         raise LimitExceededError(f"image is too large to decode safely ({error})", path) from error
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as error:
-        raise CorruptMediaError(f"truncated or corrupt image ({error})", path) from error
+    except MemoryError as error:
+        raise LimitExceededError("image asks for more memory than there is", path) from error
+    except Exception as error:  # OSError, SyntaxError, ValueError, EOFError, IndexError... from Pillow's decoders
+        raise CorruptMediaError(f"truncated or corrupt image ({type(error).__name__}: {error})", path) from error
 
 
 def _gif_frame_seconds(img: Image.Image) -> float:
@@ -428,37 +613,40 @@ def _gif_frame_seconds(img: Image.Image) -> float:
     return float(ms) / 1000.0
 
 
-def _animated_duration(img: Image.Image, path) -> float:
+def _animated_duration(img: Image.Image, n_frames: int, path) -> float:
     total = 0.0
     try:
-        for i in range(img.n_frames):
+        for i in range(n_frames):
             img.seek(i)
             img.load()  # WebP sets a frame's duration when it is loaded
             total += _gif_frame_seconds(img)
         img.seek(0)
-    except (OSError, EOFError, ValueError, SyntaxError) as error:
-        raise CorruptMediaError(f"truncated or corrupt animation ({error})", path) from error
+    except Image.DecompressionBombError as error:
+        raise LimitExceededError(f"animation frame is too large to decode safely ({error})", path) from error
+    except MemoryError as error:
+        raise LimitExceededError("animation frame asks for more memory than there is", path) from error
+    except Exception as error:  # OSError, EOFError, SyntaxError, ValueError and the like from Pillow
+        raise CorruptMediaError(f"truncated or corrupt animation ({type(error).__name__}: {error})", path) from error
     return round(total, 6)
 
 
 def _probe_image(path, size_bytes: int, limits: MediaLimits) -> MediaInfo:
-    img = _open_image(path, limits)
-    with img:
+    with _open_image(path, limits) as img:
         fmt = (img.format or "image").lower()
         width, height = img.size
+        n_frames = _image_frame_count(img, limits, path)  # before load(): Pillow drops img.fp then
         _load_pil_frame(img, path)
-        orientation = int(img.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+        orientation = _image_orientation(img)
         rotation = _EXIF_ROTATION.get(orientation, 0)
         if orientation in (5, 6, 7, 8):
             width, height = height, width
-        n_frames = int(getattr(img, "n_frames", 1) or 1)
         info = MediaInfo(
             path=os.fspath(path), kind="image", container=fmt, video_codec=fmt, duration_s=0.0,
             width=width, height=height, frame_count=1, rotation=rotation, size_bytes=size_bytes,
             backend="pillow",
         )
         if n_frames > 1:
-            duration = _animated_duration(img, path)
+            duration = _animated_duration(img, n_frames, path)
             if duration > limits.max_duration_s:
                 raise LimitExceededError(
                     f"animation lasts {duration:.1f} s, over the limit of {limits.max_duration_s} s", path
@@ -470,12 +658,22 @@ def _probe_image(path, size_bytes: int, limits: MediaLimits) -> MediaInfo:
     return info
 
 
-def _open_av(path, sniffed: str | None):
-    """Open a container with PyAV, mapping FFmpeg's errors to deepscan's."""
+def _open_av(path, sniffed: str | None, limits: MediaLimits = DEFAULT_LIMITS):
+    """Open a container with PyAV, mapping FFmpeg's errors to deepscan's.
+
+    The path is checked again right before FFmpeg opens it (a regular file, not a pipe that
+    replaced it since it was listed), an MP4/MOV's sample tables are checked against
+    :attr:`MediaLimits.max_frames` before FFmpeg builds its index from them, and the streams are
+    counted against :attr:`MediaLimits.max_streams`.
+    """
+    with _open_regular(path) as handle:
+        _check_bmff_claims(handle, limits, path)
     try:
         container = av.open(os.fspath(path), mode="r", metadata_errors="replace")
     except (av.error.FileNotFoundError, av.error.PermissionError, av.error.IsADirectoryError) as error:
         raise UnreadableFileError(_os_reason(error), path) from error
+    except av.error.MemoryError as error:
+        raise LimitExceededError(f"the container's headers ask for more memory than allowed ({error})", path) from error
     except av.error.FFmpegError as error:
         if sniffed is None:
             raise NotMediaError(
@@ -487,10 +685,98 @@ def _open_av(path, sniffed: str | None):
         ) from error
     except OSError as error:
         raise UnreadableFileError(_os_reason(error), path) from error
+    if len(container.streams) > limits.max_streams:
+        count = len(container.streams)
+        container.close()
+        raise LimitExceededError(f"the container holds {count} streams, over the limit of {limits.max_streams}", path)
     if sniffed is None and container.format.name in _NON_MEDIA_FORMATS:
         container.close()
         raise NotMediaError(f"the content is {container.format.name} data, not audio or video", path)
     return container
+
+
+_BMFF_TRACK_PATH = (b"trak", b"mdia", b"minf", b"stbl")
+MAX_MOOV_BYTES = 64 * 1024**2  # bytes of an MP4's moov box read to check its sample tables
+
+
+def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """(type, body start, box end) of the ISO BMFF boxes in ``data[start:end]``."""
+    pos = start
+    while pos + 8 <= end:
+        size, kind, body = int.from_bytes(data[pos:pos + 4], "big"), data[pos + 4:pos + 8], pos + 8
+        if size == 1 and pos + 16 <= end:
+            size, body = int.from_bytes(data[pos + 8:pos + 16], "big"), pos + 16
+        elif size == 0:
+            size = end - pos
+        if size < body - pos or pos + size > end:
+            return
+        yield kind, body, pos + size
+        pos += size
+
+
+def _track_sample_claims(moov: bytes) -> Iterator[int]:
+    """Samples each track of a ``moov`` body claims, where FFmpeg would index every one of them."""
+    for kind, body, end in _boxes(moov, 0, len(moov)):
+        if kind != b"trak":
+            continue
+        handler, samples, stts = b"", 0, []
+        for k1, b1, e1 in _boxes(moov, body, end):
+            if k1 != b"mdia":
+                continue
+            for k2, b2, e2 in _boxes(moov, b1, e1):
+                if k2 == b"hdlr":
+                    handler = moov[b2 + 8:b2 + 12]
+                elif k2 == b"minf":
+                    for k3, b3, e3 in _boxes(moov, b2, e2):
+                        if k3 != b"stbl":
+                            continue
+                        for k4, b4, e4 in _boxes(moov, b3, e3):
+                            if k4 == b"stsz" and b4 + 12 <= e4:
+                                samples = max(samples, int.from_bytes(moov[b4 + 8:b4 + 12], "big"))
+                            elif k4 == b"stts" and b4 + 8 <= e4:
+                                count = int.from_bytes(moov[b4 + 4:b4 + 8], "big")
+                                entries = range(b4 + 8, min(e4, b4 + 8 + 8 * count) - 7, 8)
+                                stts = [(int.from_bytes(moov[i:i + 4], "big"), int.from_bytes(moov[i + 4:i + 8], "big"))
+                                        for i in entries]
+        if handler == b"soun" and len(stts) == 1 and stts[0][1] == 1:
+            continue  # uncompressed audio: FFmpeg indexes it by chunk, not by sample
+        yield max(samples, sum(n for n, _ in stts))
+
+
+def _check_bmff_claims(handle, limits: MediaLimits, path) -> None:
+    """Refuse an MP4/MOV/M4A whose sample tables claim more than ``max_frames`` samples in a track.
+
+    FFmpeg allocates its index for the claimed count before reading a sample: 14 KB that claim
+    80 million samples cost a gigabyte.
+    """
+    head = handle.read(16)
+    if len(head) < 8 or head[4:8] not in (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot"):
+        return
+    size = os.fstat(handle.fileno()).st_size
+    pos = 0
+    while pos + 8 <= size:
+        handle.seek(pos)
+        header = handle.read(16)
+        if len(header) < 8:
+            return
+        box, kind, body = int.from_bytes(header[:4], "big"), header[4:8], pos + 8
+        if box == 1 and len(header) == 16:
+            box, body = int.from_bytes(header[8:16], "big"), pos + 16
+        elif box == 0:
+            box = size - pos
+        if box < body - pos:
+            return
+        if kind == b"moov":
+            if box - (body - pos) > MAX_MOOV_BYTES:
+                return
+            handle.seek(body)
+            for claimed in _track_sample_claims(handle.read(box - (body - pos))):
+                if claimed > limits.max_frames:
+                    raise LimitExceededError(
+                        f"a track's sample tables claim {claimed} samples, over the limit of {limits.max_frames} "
+                        "frames (MediaLimits.max_frames)", path)
+            return
+        pos += box
 
 
 def _has_decoder(stream) -> bool:
@@ -577,7 +863,7 @@ def _first_frames(container, video, audio, path) -> tuple:
 
 
 def _probe_av(path, size_bytes: int, sniffed: str | None, limits: MediaLimits) -> MediaInfo:
-    container = _open_av(path, sniffed)
+    container = _open_av(path, sniffed, limits)
     try:
         try:
             video, audio = _pick_streams(container, path)
@@ -586,13 +872,18 @@ def _probe_av(path, size_bytes: int, sniffed: str | None, limits: MediaLimits) -
                 raise NotMediaError("the content is not audio, video or an image", path) from None
             raise
         duration = container.duration / 1e6 if container.duration is not None else None
-        if duration is None:
-            durations = [d for d in (_stream_seconds(video), _stream_seconds(audio)) if d is not None]
+        if duration is None or not math.isfinite(duration) or duration < 0:
+            durations = [d for d in (_stream_seconds(video), _stream_seconds(audio))
+                         if d is not None and math.isfinite(d) and d >= 0]
             duration = max(durations) if durations else None
         if duration is not None and duration > limits.max_duration_s:
             raise LimitExceededError(
                 f"media lasts {duration:.1f} s, over the limit of {limits.max_duration_s} s", path
             )
+        if video is not None and video.frames and video.frames > limits.max_frames:
+            raise LimitExceededError(
+                f"the video stream claims {video.frames} frames, over the limit of {limits.max_frames} "
+                "(MediaLimits.max_frames)", path)
         if video is not None:
             cc = video.codec_context
             if cc.width and cc.height and cc.width * cc.height > limits.max_pixels:
@@ -662,7 +953,8 @@ def probe(path: str | os.PathLike, limits: MediaLimits = DEFAULT_LIMITS) -> Medi
     Raises
     ------
     UnreadableFileError
-        Missing file, broken link, permission denied, a directory or a non-regular file.
+        Missing file, broken link, permission denied, a directory, or a named pipe, socket or
+        device (checked before opening, and again on what was opened, so nothing blocks).
     EmptyFileError
         Zero bytes.
     NotMediaError
@@ -677,7 +969,8 @@ def probe(path: str | os.PathLike, limits: MediaLimits = DEFAULT_LIMITS) -> Medi
         An audio-only file shorter than :data:`MIN_AUDIO_SAMPLES` samples at 16 kHz. (A video
         whose audio is that short is accepted; its windows report ``has_usable_audio = False``.)
     LimitExceededError
-        Over ``limits`` (file size, duration, pixels), checked before decoding.
+        Over ``limits`` (file size, duration, pixels, claimed frames, image frames, streams),
+        checked before decoding.
     """
     size_bytes, head = _check_file(path, limits)
     sniffed = _sniff_bytes(head)
@@ -701,6 +994,7 @@ def probe(path: str | os.PathLike, limits: MediaLimits = DEFAULT_LIMITS) -> Medi
 # --------------------------------------------------------------------------------------------
 
 ALPHA_BACKGROUND = 255  # transparent pixels are flattened onto white, as an image viewer shows them
+ALPHA_BLOCK_PIXELS = 1 << 22  # pixels flattened at a time (float32 temporaries of ~64 MB, not 16 bytes a pixel)
 
 
 def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
@@ -741,10 +1035,15 @@ def _pil_to_rgb(img: Image.Image) -> np.ndarray:
     has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
     try:
         if has_alpha:
-            rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)
-            alpha = rgba[:, :, 3:4] / 255.0
-            rgb = rgba[:, :, :3] * alpha + ALPHA_BACKGROUND * (1.0 - alpha)
-            return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+            rgba = np.asarray(img.convert("RGBA"))
+            out = np.empty(rgba.shape[:2] + (3,), np.uint8)
+            rows = max(1, ALPHA_BLOCK_PIXELS // max(1, rgba.shape[1]))  # float32 copies stay small
+            for y in range(0, rgba.shape[0], rows):
+                block = rgba[y:y + rows].astype(np.float32)
+                alpha = block[:, :, 3:4] / 255.0
+                rgb = block[:, :, :3] * alpha + ALPHA_BACKGROUND * (1.0 - alpha)
+                out[y:y + rows] = np.clip(np.rint(rgb), 0, 255)
+            return out
         if mode == "LAB":
             from PIL import ImageCms
 
@@ -806,27 +1105,36 @@ class _WindowAssembler:
     last window takes the rest, so the windows' waveforms concatenate to the whole signal.
 
     A window is released once both streams have gone :data:`MIN_TAIL_SECONDS` past its end, so
-    that a last window shorter than that can be merged into the one before it.
+    that a last window shorter than that can be merged into the one before it. One stream may run
+    ahead of the other (an audio track that ends early, a badly interleaved or hostile file): when
+    it is more than :data:`MAX_STREAM_LAG_S` ahead, or the frames held for the lagging one exceed
+    1.5 x ``max_window_bytes``, windows are released without waiting, and whatever of the lagging stream
+    arrives later for a released window is dropped. So memory stays bounded by about one window
+    (at most 1.5 x ``max_window_bytes`` of frames) whatever the file does.
     """
 
-    def __init__(self, window_s, visual_fps, has_video, has_audio, frame_shape, max_duration_s, path):
+    def __init__(self, window_s, visual_fps, has_video, has_audio, frame_shape, max_duration_s, path,
+                 max_window_bytes: int = MAX_WINDOW_BYTES):
         self.window_s = float(window_s)
         self.step_s = 1.0 / float(visual_fps)
         self.has_video = has_video
         self.has_audio = has_audio
         self.frame_shape = frame_shape  # (H, W) of upright frames, for empty windows
         self.max_duration_s = max_duration_s
+        self.max_window_bytes = int(max_window_bytes)
         self.path = path
         self.target = 0  # index of the next target time
         self.prev = None  # [time, converter, used] of the latest decoded frame
         self.chosen: list[tuple[float, np.ndarray]] = []
+        self.chosen_bytes = 0
         self.video_time = 0.0
         self.video_end = 0.0
         self.audio: list[np.ndarray] = []
-        self.audio_total = 0  # samples received so far
-        self.audio_taken = 0  # samples handed out in windows
+        self.audio_total = 0  # samples received so far (the position of the next one)
+        self.audio_taken = 0  # samples handed out in windows, or skipped for released windows
         self.audio_end = None  # stated end of the audio stream in samples, to trim codec padding
         self.index = 0
+        self.released_early = False  # a window went out while one stream lagged
 
     def _check_time(self, t: float) -> None:
         if t > self.max_duration_s + self.window_s:
@@ -835,9 +1143,16 @@ class _WindowAssembler:
             )
 
     def _choose(self, t: float, convert: Callable[[], np.ndarray]) -> None:
+        if t < self.index * self.window_s - TIME_EPS_S and self.index > 0 and self.released_early:
+            return  # its window went out without waiting for the video: too late for it
         arr = convert()
         self.frame_shape = arr.shape[:2]
         self.chosen.append((t, arr))
+        self.chosen_bytes += arr.nbytes
+        if arr.nbytes > self.max_window_bytes:
+            raise LimitExceededError(
+                f"one decoded frame ({arr.shape[1]}x{arr.shape[0]}) takes {arr.nbytes} bytes, over the "
+                f"limit of {self.max_window_bytes} bytes", self.path)
 
     def add_frame(self, t: float, duration_s: float, convert: Callable[[], np.ndarray]) -> None:
         """Add a decoded frame with pts ``t`` (s) and display time ``duration_s`` (s)."""
@@ -859,9 +1174,13 @@ class _WindowAssembler:
     def add_audio(self, samples: np.ndarray) -> None:
         """Add mono float32 samples at :data:`SAMPLE_RATE`."""
         if samples.size:
-            self.audio.append(samples)
+            start = self.audio_total
             self.audio_total += samples.size
             self._check_time(self.audio_total / SAMPLE_RATE)
+            late = self.audio_taken - start  # samples of windows already released without them
+            if late >= samples.size:
+                return
+            self.audio.append(samples[max(late, 0):])
 
     def _take_audio(self, n: int | None) -> np.ndarray:
         if not self.has_audio:
@@ -877,6 +1196,7 @@ class _WindowAssembler:
         inside = [last or c[0] < end_s - TIME_EPS_S for c in self.chosen]
         frames = [c for c, keep in zip(self.chosen, inside) if keep]
         self.chosen = [c for c, keep in zip(self.chosen, inside) if not keep]
+        self.chosen_bytes = sum(c[1].nbytes for c in self.chosen)
         if frames:
             times = np.array([max(f[0], 0.0) for f in frames], dtype=np.float64)
             arrays = np.empty((len(frames),) + frames[0][1].shape, np.uint8)
@@ -888,20 +1208,30 @@ class _WindowAssembler:
             arrays = np.zeros((0, h, w, 3), np.uint8)
             times = np.zeros((0,), np.float64)
         n = None if last else int(round(end_s * SAMPLE_RATE)) - self.audio_taken
+        waveform = self._take_audio(n)
+        if not last:  # audio not there yet (it lags, or has ended): later samples of it are dropped
+            self.audio_taken = max(self.audio_taken, int(round(end_s * SAMPLE_RATE)))
         window = Window(index=self.index, start_s=start_s, end_s=end_s, frames=arrays,
-                        frame_times_s=times, waveform=self._take_audio(n), has_audio=self.has_audio)
+                        frame_times_s=times, waveform=waveform, has_audio=self.has_audio)
         self.index += 1
         return window
 
     def ready(self) -> Iterator[Window]:
-        """Yield the windows that no later frame or sample can change."""
+        """Yield the windows that no later frame or sample can change (or that waited long enough)."""
         while True:
             start = self.index * self.window_s
             end = start + self.window_s
-            if self.has_video and self.video_time < end + MIN_TAIL_SECONDS - TIME_EPS_S:
+            video_behind = self.has_video and self.video_time < end + MIN_TAIL_SECONDS - TIME_EPS_S
+            audio_behind = self.has_audio and self.audio_total < round((end + MIN_TAIL_SECONDS) * SAMPLE_RATE)
+            if video_behind and audio_behind:
                 return
-            if self.has_audio and self.audio_total < round((end + MIN_TAIL_SECONDS) * SAMPLE_RATE):
+            if video_behind and self.audio_total - self.audio_taken < MAX_STREAM_LAG_S * SAMPLE_RATE:
                 return
+            if audio_behind and not video_behind and self.chosen_bytes <= 1.5 * self.max_window_bytes \
+                    and self.video_time - end < MAX_STREAM_LAG_S:
+                return
+            if video_behind or audio_behind:
+                self.released_early = True
             yield self._emit(start, end, last=False)
 
     def _trim_padding(self) -> None:
@@ -985,7 +1315,7 @@ class _Resampler:
 
 
 def _iter_av(path, info: MediaInfo, window_s, visual_fps, limits, video_wanted=True):
-    container = _open_av(path, "video")
+    container = _open_av(path, "video", limits)
     try:
         video, audio = _pick_streams(container, path)
         if info.kind == "audio" or not video_wanted:
@@ -999,7 +1329,7 @@ def _iter_av(path, info: MediaInfo, window_s, visual_fps, limits, video_wanted=T
         fallback_frame_s = 1.0 / info.fps if info.fps else 1.0 / 25.0
         shape = (info.height, info.width) if video is not None and info.width else None
         asm = _WindowAssembler(window_s, visual_fps, video is not None, audio is not None, shape,
-                               limits.max_duration_s, path)
+                               limits.max_duration_s, path, limits.max_window_bytes)
         if audio is not None and audio.duration is not None and audio.time_base is not None:
             start = float(audio.start_time * audio.time_base) if audio.start_time is not None else origin
             asm.audio_end = int(round((start - origin + float(audio.duration * audio.time_base)) * SAMPLE_RATE))
@@ -1063,32 +1393,32 @@ class _FrameConverter:
 def _image_orientation(img: Image.Image) -> int:
     try:
         return int(img.getexif().get(_EXIF_ORIENTATION, 1) or 1)
-    except (ValueError, TypeError, OSError, SyntaxError):
+    except Exception:
         return 1  # a broken EXIF block: show the pixels as stored
 
 
 def _iter_pillow(path, info: MediaInfo, window_s, visual_fps, limits):
-    img = _open_image(path, limits)
-    with img:
+    with _open_image(path, limits) as img:
         orientation = _image_orientation(img)
         if info.kind == "image":
             _load_pil_frame(img, path)
             try:
                 upright = ImageOps.exif_transpose(img)  # EXIF or XMP orientation
-            except (ValueError, TypeError, OSError, SyntaxError):
+            except Exception:  # a broken EXIF or XMP block: orientation from the tag alone
                 upright = _oriented(img, orientation)
             rgb = _pil_to_rgb(upright)
             yield Window(index=0, start_s=0.0, end_s=0.0, frames=rgb[None],
                          frame_times_s=np.zeros((1,), np.float64))
             return
         asm = _WindowAssembler(window_s, visual_fps, True, False, (info.height, info.width),
-                               limits.max_duration_s, path)
+                               limits.max_duration_s, path, limits.max_window_bytes)
         t = 0.0
-        for i in range(int(getattr(img, "n_frames", 1))):
+        for i in range(max(1, min(int(info.frame_count or 1), limits.max_image_frames))):
             try:
                 img.seek(i)
-            except (EOFError, OSError, ValueError) as error:
-                raise CorruptMediaError(f"truncated or corrupt animation ({error})", path) from error
+            except Exception as error:  # EOFError, OSError, ValueError... from a damaged animation
+                raise CorruptMediaError(f"truncated or corrupt animation ({type(error).__name__}: {error})",
+                                        path) from error
             _load_pil_frame(img, path)
             duration = _gif_frame_seconds(img)
             snapshot = img.copy()  # seek() reuses the buffer; the frame may be chosen later
@@ -1156,7 +1486,8 @@ def _iter_array(source, window_s, visual_fps, limits):
         )
 
     def generate():
-        asm = _WindowAssembler(window_s, visual_fps, False, True, None, limits.max_duration_s, None)
+        asm = _WindowAssembler(window_s, visual_fps, False, True, None, limits.max_duration_s, None,
+                               limits.max_window_bytes)
         for chunk in _resample_array(x, rate):
             asm.add_audio(chunk)
             yield from asm.ready()
@@ -1232,9 +1563,23 @@ def iter_windows(
     if isinstance(source, (tuple, np.ndarray)) or hasattr(source, "__array__"):
         return _iter_array(source, window_s, visual_fps, limits)
     info = info if info is not None else probe(source, limits)
+    _check_window_bytes(info, window_s, visual_fps, limits)
     if info.backend == "pillow":
         return _guard(_iter_pillow(source, info, window_s, visual_fps, limits), source)
     return _guard(_iter_av(source, info, window_s, visual_fps, limits), source)
+
+
+def _check_window_bytes(info: MediaInfo, window_s: float, visual_fps: float, limits: MediaLimits) -> None:
+    """Refuse, before decoding, a file whose frames for one window would exceed ``max_window_bytes``."""
+    if not (info.has_video and info.width and info.height):
+        return
+    frames = 1 if info.kind == "image" else math.ceil(window_s * visual_fps) + 1
+    needed = frames * info.width * info.height * 3
+    if needed > limits.max_window_bytes:
+        raise LimitExceededError(
+            f"{frames} frames of {info.width}x{info.height} per {window_s:g} s window at {visual_fps:g} fps take "
+            f"{needed / 2**20:.0f} MB, over the limit of {limits.max_window_bytes / 2**20:.0f} MB "
+            "(MediaLimits.max_window_bytes)", info.path)
 
 
 def _guard(windows: Iterator[Window], path) -> Iterator[Window]:
@@ -1243,6 +1588,8 @@ def _guard(windows: Iterator[Window], path) -> Iterator[Window]:
         yield from windows
     except DeepscanError:
         raise
+    except MemoryError as error:
+        raise LimitExceededError("decoding asks for more memory than there is", path) from error
     except (OSError, EOFError, SyntaxError) as error:
         raise CorruptMediaError(f"reading failed part-way ({error})", path) from error
     except (ValueError, RuntimeError, av.error.FFmpegError) as error:
@@ -1333,13 +1680,21 @@ def iter_media_files(
 ) -> Iterator[Path]:
     """Expand files and directories into the media files to scan, in a deterministic order.
 
-    A path named explicitly that is not a directory is always yielded, media or not, existing or
-    not, so that it gets a result (``probe`` then says why it can't be read). Inside directories,
-    entries are visited in sorted name order, files are kept when their first bytes look like
-    media (:func:`sniff_kind`) or their extension says they are (:data:`MEDIA_EXTENSIONS`: an
-    empty or mislabelled ``.mp4`` gets an error result), other files are skipped silently, and directories are entered
-    once each by real path, so symbolic-link cycles end. Sockets, pipes and devices are skipped
-    (opening a pipe would block).
+    A path named explicitly that is not a directory is yielded, media or not, existing or not,
+    so that it gets a result (``probe`` then says why it can't be read); with ``on_error``, one
+    that is a pipe, socket or device goes to ``on_error`` instead (nothing may open it: opening
+    a pipe waits for a writer). Inside directories, entries are visited in sorted name order;
+    files are kept when their first bytes look like media (:func:`sniff_kind`) or their extension
+    says they are (:data:`MEDIA_EXTENSIONS`: an empty or mislabelled ``.mp4`` gets an error
+    result); other files are skipped silently. Directories are entered once each by real path,
+    so symbolic-link cycles end.
+
+    Hazards inside a directory are reported, never opened or followed: a named pipe, socket or
+    device node; a broken symbolic link; an entry that can't be read (permission denied); and a
+    symbolic link whose target lies outside the directory named in ``paths`` (a link to ``/``
+    would walk the whole disk, a link to a private file would put it in the report). Name a link's
+    target explicitly to scan it. Files that vanish or change after they are listed get their
+    reason from ``probe``.
 
     Parameters
     ----------
@@ -1348,9 +1703,9 @@ def iter_media_files(
     recursive : bool
         Walk into subdirectories (otherwise only the files directly inside a named directory).
     on_error : callable(path, error), optional
-        Called with an :class:`UnreadableFileError` for each entry inside a directory that can't
-        be read (permission denied, broken symbolic link). When ``None``, such entries are yielded
-        instead, so that the caller's ``probe`` reports them; nothing is dropped either way.
+        Called with an :class:`UnreadableFileError` for each hazard above. When ``None``, such
+        entries are yielded instead, so that the caller's ``probe`` reports them (it opens
+        nothing that is not a regular file); nothing is dropped either way.
 
     Yields
     ------
@@ -1363,12 +1718,24 @@ def iter_media_files(
     for item in paths:
         path = Path(item)
         if path.is_dir():
-            yield from _walk(path, recursive, on_error, visited, top=True)
-        else:
-            yield path
+            yield from _walk(path, recursive, on_error, visited, os.path.realpath(path))
+            continue
+        if on_error is not None:
+            try:
+                reason = _not_regular(os.stat(path).st_mode)
+            except OSError:
+                reason = None  # missing or unreadable: probe says why
+            if reason:
+                on_error(path, UnreadableFileError(reason, path))
+                continue
+        yield path
 
 
-def _walk(directory: Path, recursive, on_error, visited: set[str], top: bool) -> Iterator[Path]:
+def _inside(real: str, root: str) -> bool:
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _walk(directory: Path, recursive, on_error, visited: set[str], root: str) -> Iterator[Path]:
     real = os.path.realpath(directory)
     if real in visited:
         return
@@ -1389,18 +1756,28 @@ def _walk(directory: Path, recursive, on_error, visited: set[str], top: bool) ->
     for entry in entries:
         path = Path(entry.path)
         try:
-            is_dir = entry.is_dir()
-            is_file = entry.is_file()
+            link = entry.is_symlink()
+            if link:
+                target = os.path.realpath(path)
+                if not os.path.exists(path):
+                    yield from report(path, UnreadableFileError("broken symbolic link", path))
+                    continue
+                if not _inside(target, root):
+                    yield from report(path, UnreadableFileError(
+                        f"symbolic link to {target}, outside the scanned folder {root}: not followed "
+                        "(name the target itself to scan it)", path))
+                    continue
+            mode = os.stat(path).st_mode
         except OSError as error:
             yield from report(path, UnreadableFileError(_os_reason(error), path))
             continue
-        if is_dir:
+        if stat.S_ISDIR(mode):
             if recursive:
-                yield from _walk(path, recursive, on_error, visited, top=False)
+                yield from _walk(path, recursive, on_error, visited, root)
             continue
-        if not is_file:
-            if entry.is_symlink() and not os.path.exists(path):
-                yield from report(path, UnreadableFileError("broken symbolic link", path))
+        reason = _not_regular(mode)
+        if reason:
+            yield from report(path, UnreadableFileError(reason, path))
             continue
         try:
             kind = sniff_kind(path)
