@@ -6,6 +6,7 @@ import csv
 from typing import IO
 
 from deepscan.results import MODALITIES, ScanResult
+from deepscan.writers.safe import csv_cell
 
 CSV_COLUMNS = (
     ["path", "status", "reason", "verdict", "p_fake", "threshold", "top_modality"]
@@ -18,6 +19,10 @@ CSV_COLUMNS = (
 class CsvWriter:
     """Write results as CSV rows (RFC 4180), header first, flushed per row.
 
+    Every field is quoted and every text cell goes through :func:`deepscan.writers.safe.csv_cell`:
+    a file name or reason that starts with ``=``, ``+``, ``-`` or ``@`` is written with a leading
+    ``'`` so that no spreadsheet runs it as a formula (OWASP CSV injection).
+
     Parameters
     ----------
     stream : text stream
@@ -26,7 +31,7 @@ class CsvWriter:
 
     def __init__(self, stream: IO[str]):
         self.stream = stream
-        self.writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS)
+        self.writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS, quoting=csv.QUOTE_ALL)
         self.writer.writeheader()
 
     def write(self, result: ScanResult) -> None:
@@ -46,5 +51,5 @@ class CsvWriter:
             detector_trained_on=d["detector"].get("trained_on"),
             detector_label=d["detector"].get("label"),
         )
-        self.writer.writerow(row)
+        self.writer.writerow({k: csv_cell(v) for k, v in row.items()})
         self.stream.flush()
