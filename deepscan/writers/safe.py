@@ -11,7 +11,8 @@ Every writer passes such text through one of these helpers at the point where it
   overrides and line separators become visible escapes such as ``\\x1b``, so a name cannot move
   the cursor, recolour or clear the terminal, or reorder what is shown.
 - :func:`rich_text`: the same as a :class:`rich.text.Text`, never parsed as Rich markup (a name
-  holding ``[red]`` or ``[/]`` is shown as it is).
+  holding ``[red]`` or ``[/]`` is shown as it is); :func:`markup_text` for text placed inside a
+  Rich markup string.
 - :func:`json_dumps`: JSON in which line separators (U+2028, U+2029, U+0085), C1 controls and
   lone surrogates (file names that are not valid UTF-8) are ``\\uXXXX`` escapes, so one record is
   one line for every JSON Lines reader, and the text is valid UTF-8 that reads back to the same
@@ -29,7 +30,7 @@ from __future__ import annotations
 import json
 import re
 
-__all__ = ["FORMULA_TRIGGERS", "csv_cell", "terminal_text", "rich_text", "json_dumps", "plot_text"]
+__all__ = ["FORMULA_TRIGGERS", "csv_cell", "terminal_text", "rich_text", "markup_text", "json_dumps", "plot_text"]
 
 # First characters that make a spreadsheet cell a formula (OWASP), with their full-width forms
 FORMULA_TRIGGERS = frozenset("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
@@ -109,6 +110,23 @@ def rich_text(text, style: str = ""):
     from rich.text import Text
 
     return Text(terminal_text(text), style=style)
+
+
+def markup_text(text) -> str:
+    """:func:`terminal_text` escaped for a Rich markup string (``f"[red]error:[/] {markup_text(name)}"``).
+
+    Parameters
+    ----------
+    text : object
+
+    Returns
+    -------
+    str
+        Square brackets that Rich would read as markup tags are escaped.
+    """
+    from rich.markup import escape
+
+    return escape(terminal_text(text))
 
 
 def json_dumps(obj, **kwargs) -> str:
