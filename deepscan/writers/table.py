@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 from rich.table import Table
 
 from deepscan.results import MODALITIES, ScanResult, summarize
+from deepscan.writers.safe import rich_text
 
 VERDICT_STYLE = {"fake": "bold red", "real": "green", "unknown": "yellow"}
 
 
 def _score(p):
     return "" if p is None else f"{p:.2f}"
+
+
+def _shown(result: ScanResult) -> ScanResult:
+    """A copy whose path and reason are Rich Text: never read as markup, escape sequences made visible."""
+    return dataclasses.replace(result, path=rich_text(result.path),
+                               reason=rich_text(result.reason) if result.reason else None)
 
 
 def render_table(results: Sequence[ScanResult]) -> Table:
@@ -33,6 +41,7 @@ def render_table(results: Sequence[ScanResult]) -> Table:
     for column in ("file", "verdict", "p_fake", "thr", *MODALITIES, "faces", "reason"):
         table.add_column(column, overflow="fold")
     for r in results:
+        r = _shown(r)  # a file name is text, never markup or terminal control (deepscan.writers.safe)
         if r.status != "ok":
             table.add_row(r.path, "[red]error[/]", "", "", "", "", "", "", r.reason or "")
             continue
