@@ -19,6 +19,7 @@ from deepscan.errors import (
     CheckpointError, DeepscanError, DetectorNotConfiguredError, ModelLoadingError,
 )
 from deepscan.results import summarize
+from deepscan.writers.safe import markup_text
 
 
 def check(
@@ -52,7 +53,7 @@ def check(
 
     missing = [str(p) for p in paths if not p.exists() and not p.is_symlink()]
     if missing:
-        stderr.print(f"[red]error:[/] no such file or directory: {', '.join(missing)}")
+        stderr.print(f"[red]error:[/] no such file or directory: {markup_text(', '.join(missing))}")
         raise typer.Exit(EXIT_USAGE)
     try:
         face_config = FaceDetectorConfig(backend=face_detector, model_path=str(yunet_model) if yunet_model else None)
@@ -64,13 +65,13 @@ def check(
         stderr.print(f"[red]error:[/] {error.message}")
         raise typer.Exit(EXIT_USAGE)
     except (ModelLoadingError, CheckpointError) as error:
-        stderr.print(f"[red]error:[/] {error}")
+        stderr.print(f"[red]error:[/] {markup_text(error)}")
         raise typer.Exit(EXIT_MODEL_ERROR)
     except (DeepscanError, ValueError) as error:
-        stderr.print(f"[red]error:[/] {error}")
+        stderr.print(f"[red]error:[/] {markup_text(error)}")
         raise typer.Exit(EXIT_USAGE)
     if scanner.detector_info.get("label"):
-        stderr.print(f"[bold yellow]{scanner.detector_info['label']}[/]")
+        stderr.print(f"[bold yellow]{markup_text(scanner.detector_info['label'])}[/]")
 
     results, done = [], set()
     if resume:
@@ -80,11 +81,11 @@ def check(
         try:
             results = _resume_from(output)
         except ValueError as error:
-            stderr.print(f"[red]error:[/] cannot resume from {output}: {error}")
+            stderr.print(f"[red]error:[/] cannot resume from {markup_text(output)}: {markup_text(error)}")
             raise typer.Exit(EXIT_USAGE)
         done = {p for r in results for p in (r.path, os.path.abspath(r.path))}
         if results:
-            stderr.print(f"resuming: {len(results)} files already in {output}")
+            stderr.print(f"resuming: {len(results)} files already in {markup_text(output)}")
     skip = (lambda p: p in done or os.path.abspath(p) in done) if done else None
     interrupted = False
     with open_output(output, append=resume) as stream:
@@ -112,9 +113,9 @@ def check(
         from deepscan.writers.html import write_html
 
         try:
-            stderr.print(f"report: {write_html(results, html)}")
+            stderr.print(f"report: {markup_text(write_html(results, html))}")
         except OSError as error:
-            stderr.print(f"[red]error:[/] cannot write the HTML report {html}: {error}")
+            stderr.print(f"[red]error:[/] cannot write the HTML report {markup_text(html)}: {markup_text(error)}")
             raise typer.Exit(EXIT_USAGE)
     counts = summarize(results)
     stderr.print(", ".join(f"{v} {k}" for k, v in counts.items()))
