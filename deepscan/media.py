@@ -786,6 +786,18 @@ def _has_decoder(stream) -> bool:
         return False
 
 
+def _codec_name(stream) -> str:
+    """The codec's name, or the container's codec tag when FFmpeg has no decoder for it."""
+    for get in (lambda: stream.codec_context.name, lambda: stream.codec_tag, lambda: stream.codec_context.codec_tag):
+        try:
+            name = get()
+        except (AttributeError, ValueError, av.error.FFmpegError):
+            continue
+        if name:
+            return str(name)
+    return "unknown"
+
+
 def _pick_streams(container, path):
     """Choose the video and audio streams to decode: default disposition first, cover art never.
 
@@ -806,7 +818,10 @@ def _pick_streams(container, path):
     videos = [s for s in videos if _has_decoder(s)]
     audios = [s for s in audios if _has_decoder(s)]
     if not videos and not audios:
-        names = ", ".join(f"{s.type} '{getattr(s.codec_context, 'name', None) or s.codec_tag}'" for s in unsupported)
+        codecs = [_codec_name(s) for s in unsupported]
+        if all(c == "unknown" for c in codecs):
+            raise CorruptMediaError("truncated or corrupt: no stream states its codec (damaged headers)", path)
+        names = ", ".join(f"{s.type} '{c}'" for s, c in zip(unsupported, codecs))
         raise UnsupportedCodecError(f"no decoder for the streams in this file ({names})", path)
 
     def first(streams):
