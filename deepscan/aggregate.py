@@ -41,15 +41,18 @@ class FileState:
     from_cache: bool = False
     cached: list = field(default_factory=list)  # (window meta dict, Features) to store when done
     too_long_to_cache: bool = False  # more than MAX_CACHED_WINDOWS windows: features are not kept
+    face_detector: str | None = None  # name of the face detector that ran
+    sync: list = field(default_factory=list)  # (window index, [frame times, mouth motion, envelope]) for av_sync
 
 
-def build_result(state: FileState, checkpoint, detector_info: dict, elapsed_s: float) -> ScanResult:
+def build_result(state: FileState, checkpoint, detector_info: dict, elapsed_s: float,
+                 experts_config=None) -> ScanResult:
     """Aggregate a file's window scores into its :class:`ScanResult`.
 
     The file's ``p_fake`` comes from :func:`deepscan.results.aggregate_windows`; a modality's
     ``p_fake`` is the mean of its window probabilities where present. The verdict compares
     ``p_fake`` with the checkpoint's threshold, except for an untrained detector, whose verdict
-    is ``"unknown"``.
+    is ``"unknown"``. Cues are aggregated by :func:`file_cues`.
     """
     windows = sorted(state.windows, key=lambda w: w.index)
     p_fake = logit_to_p(aggregate_windows([w.logit for w in windows]))
@@ -79,11 +82,59 @@ def build_result(state: FileState, checkpoint, detector_info: dict, elapsed_s: f
         threshold=checkpoint.threshold, modalities=modalities, top_modality=top, windows=windows,
         media=state.info.to_dict(),
         faces={"frames": state.frames, "frames_with_face": state.frames_with_face,
-               "max_faces": state.n_faces_max, "no_face": no_face},
+               "max_faces": state.n_faces_max, "no_face": no_face, "detector": state.face_detector},
         detector=detector_info, elapsed_s=elapsed_s,
         thumbnails=[{"window": i, "start_s": a, "end_s": b, "p_fake": p, "jpeg_base64": data}
                     for p, i, a, b, data in state.thumbnails],
+        cues=file_cues(windows, state.sync, experts_config) if experts_config is not None else {},
     )
+
+
+def file_cues(windows: list, sync_signals: list, experts_config) -> dict:
+    """Each expert's file-level cue from its window cues, with its provenance.
+
+    A cue's file ``p_fake`` is the mean of its window scores where it applies; where it applies in no
+    window, ``p_fake`` is ``None`` and ``reason`` the most frequent window reason. ``av_sync`` is
+    estimated once over the whole file from every window's mouth-motion and envelope signals
+    (:func:`deepscan.experts.sync.estimate_file`), so that a constant offset shows even where single
+    windows are too short to tell.
+
+    Parameters
+    ----------
+    windows : list of WindowScore
+        In time order, with their ``cues``.
+    sync_signals : list
+        ``(window index, [frame times (T,), mouth motion (T,), envelope (T,)])`` per window with a face and speech.
+    experts_config : deepscan.experts.runner.ExpertsConfig
+
+    Returns
+    -------
+    dict
+        Cue name -> ``{"p_fake", "reason", "windows", **provenance, ...}``.
+    """
+    from collections import Counter
+
+    cues = {}
+    for name in experts_config.cues:
+        scores = [w.cues[name]["p_fake"] for w in windows if (w.cues.get(name) or {}).get("p_fake") is not None]
+        reasons = Counter(w.cues[name].get("reason") for w in windows if w.cues.get(name) and
+                          w.cues[name].get("p_fake") is None)
+        entry = {"p_fake": float(np.mean(scores)) if scores else None,
+                 "reason": None if scores else (reasons.most_common(1)[0][0] if reasons else "not run"),
+                 "windows": len(scores), **experts_config.provenance[name]}
+        if name == "av_sync":
+            from deepscan.experts import sync
+
+            estimate, why = sync.estimate_file([signal for _, signal in sorted(sync_signals, key=lambda s: s[0])])
+            if estimate is None:
+                entry.update(p_fake=None, reason=entry["reason"] or why)
+            else:
+                entry.update(p_fake=float(sync.suspicion(estimate)), reason=None,
+                             lag_ms=round(float(estimate.lag_ms), 1), correlation=round(float(estimate.correlation), 4))
+        cues[name] = entry
+    for name, why in experts_config.unavailable.items():
+        cues[name] = {"p_fake": None, "reason": why, "windows": 0}
+    return cues
 
 
 def describe_detector(checkpoint, debug_encoders: bool = False) -> dict:

@@ -2,7 +2,7 @@
 
 A :class:`ScanResult` is what every writer renders (table, JSON, JSON Lines, CSV, JUnit, HTML). Its
 ``to_dict()`` is the stable, documented record: ``path``, ``status``, ``reason``, ``verdict``,
-``p_fake``, ``threshold``, ``modalities``, ``windows``, ``media``, ``faces``, ``detector``.
+``p_fake``, ``threshold``, ``modalities``, ``cues``, ``windows``, ``media``, ``faces``, ``detector``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,11 @@ class WindowScore:
         Frames sampled in the window.
     frames_with_face : int
         Of those, frames where a face was found.
+    cues : dict
+        Cue name (``aasist``, ``meso4``, ``av_sync``, ...) -> ``{"p_fake": float or None, "reason":
+        str or None, ...}``: each expert's own score of the window, or why it does not apply.
+    speech : float or None
+        Fraction of the window's audio with speech (silero-vad); ``None`` without audio.
     """
 
     index: int
@@ -50,6 +55,8 @@ class WindowScore:
     modalities: dict = field(default_factory=dict)
     frames: int = 0
     frames_with_face: int = 0
+    cues: dict = field(default_factory=dict)
+    speech: float | None = None
 
 
 @dataclass
@@ -80,7 +87,12 @@ class ScanResult:
     media : dict
         The probe facts (:class:`deepscan.media.MediaInfo`).
     faces : dict
-        ``{"frames": int, "frames_with_face": int, "max_faces": int, "detector": str}``.
+        ``{"frames": int, "frames_with_face": int, "max_faces": int, "no_face": bool, "detector": str}``.
+    cues : dict
+        Per cue (``aasist``, ``meso4``, ``av_sync``, ...): ``{"p_fake": float or None, "reason": str or
+        None, "windows": int, "expert", "weights_sha256", "trained_on", ...}``; the file-level score of
+        each expert (mean over the windows where it applies) with its provenance, or why it does not
+        apply (``"no face"``, ``"no speech"``, ``"no audio stream"``, ``"weights not available"``).
     detector : dict
         ``{"name", "sha256", "trained_on", "synthetic": bool, "label"}``.
     elapsed_s : float
@@ -104,6 +116,7 @@ class ScanResult:
     detector: dict = field(default_factory=dict)
     elapsed_s: float = 0.0
     thumbnails: list = field(default_factory=list)
+    cues: dict = field(default_factory=dict)
 
     @classmethod
     def error(cls, path: str, reason: str, message: str | None = None, **facts) -> "ScanResult":

@@ -52,7 +52,7 @@ CORES_PER_WORKER = 2
 # Face detector runs on every 2nd sampled frame, the track held in between: it halved the Haar cost
 # with a face still found on every frame of the sample and synthetic videos (see BENCHMARKS.md).
 DETECT_EVERY = 2
-CACHE_FORMAT = 2  # bump when what the scanner stores in the feature cache changes
+CACHE_FORMAT = 3  # bump when what the scanner stores in the feature cache changes
 # A file's features are held until the file is done, then stored in one cache entry. Beyond this many
 # windows (10 minutes at 4 s) a file is not cached, so that memory stays bounded by the window, not by
 # the file: an hour of full-size features would be ~210 MB, held, packed and serialised at the end.
@@ -139,7 +139,8 @@ class Scanner:
     precision : str
         ``"auto"``, ``"fp32"`` or ``"bf16"`` for the encoders (see :mod:`deepscan.precision`).
     face_config : FaceDetectorConfig, optional
-        Face detector (Haar by default, YuNet with a model file).
+        Face detector; by default YuNet where its weights are present (or can be fetched), else
+        OpenCV's Haar cascade (:func:`default_face_config`). Every result names the one that ran.
     batch_frames : int
         Face crops per image-encoder batch; windows of several files are batched together.
     limits : MediaLimits
@@ -152,6 +153,12 @@ class Scanner:
     threads : int or None
         Torch threads for the encoders; ``None``: the cores less one per two decoding workers, at
         least 1: 2 threads beside 1 worker on 2 cores.
+    experts : str or sequence of str
+        ``"auto"`` (AASIST, Meso-4 and the lip-sync cue; an expert whose weights cannot be had is
+        reported absent with the reason), ``"none"``, or cue names that must all load (see
+        :func:`deepscan.experts.runner.resolve_experts`).
+    models_dir : str or os.PathLike, optional
+        Folder of weight files (default ``$DEEPSCAN_MODELS_DIR``; see :mod:`deepscan.weights`).
 
     Raises
     ------
@@ -179,7 +186,10 @@ class Scanner:
         workers: int | None = None,
         cache=None,
         threads: int | None = None,
+        experts="auto",
+        models_dir: str | os.PathLike | None = None,
     ):
+        from deepscan.experts.runner import Experts, resolve_experts
         from deepscan.extractors import load_extractors
         from deepscan.hub import resolve_encoders
         from deepscan.model import load_detector, read_metadata
@@ -204,8 +214,10 @@ class Scanner:
         sampling = self.checkpoint.sampling or {}
         self.window_s = float(sampling.get("window_s", WINDOW_SECONDS))
         self.visual_fps = float(sampling.get("visual_fps", VISUAL_FPS))
-        self.face_config = face_config
-        self.cropper = FaceCropper(face_config, detect_every=DETECT_EVERY)
+        self.face_config = face_config if face_config is not None else default_face_config(models_dir)
+        self.cropper = FaceCropper(self.face_config, detect_every=DETECT_EVERY)
+        self.experts_config = resolve_experts(experts, models_dir)
+        self.experts = Experts(self.experts_config) if self.experts_config.cues else None
         self.batch_frames = int(batch_frames)
         self.limits = limits
         self.detector_info = describe_detector(self.checkpoint, self.extractors.is_debug)
@@ -241,12 +253,12 @@ class Scanner:
         return {"format": CACHE_FORMAT, "extractors": self.extractors.config_hash(), "window_s": self.window_s,
                 "visual_fps": self.visual_fps, "faces": face, "detect_every": self.cropper.detect_every,
                 "crop_size": self.cropper.crop_size,
-                "detector_name": self.cropper.detector_name}
+                "detector_name": self.cropper.detector_name, "experts": self.experts_config.key()}
 
     def _job(self) -> DecodeJob:
         return DecodeJob(self.window_s, self.visual_fps, self.limits, self.face_config, self.cropper.detect_every,
-                    str(self.cache.path) if self.cache is not None else None,
-                    self.cache_config() if self.cache is not None else {})
+                         str(self.cache.path) if self.cache is not None else None,
+                         self.cache_config() if self.cache is not None else {}, self.experts_config)
 
     # -- scanning -------------------------------------------------------------------------------
 
@@ -373,7 +385,7 @@ class Scanner:
                 yield index, ("end",)
                 continue
             if not workers:
-                for message in prepare_messages(paths[index], job, self.cropper, key):
+                for message in prepare_messages(paths[index], job, self.cropper, key, self.experts):
                     yield index, message
                 continue
             if pool is None:
@@ -458,6 +470,8 @@ class Scanner:
                     state.n_faces_max = max(state.n_faces_max, prepared.n_faces_max)
                     if prepared.audio_reason:
                         state.audio_reasons.add(prepared.audio_reason)
+                    if prepared.face_detector:
+                        state.face_detector = prepared.face_detector
                     if len(prepared.crops) or prepared.waveform.shape[0]:
                         batch.append((state, prepared))
                         state.unscored += 1
@@ -501,6 +515,10 @@ class Scanner:
                 continue
             meta = {"index": pw.index, "start_s": pw.start_s, "end_s": pw.end_s, "frames": len(pw.crops),
                     "frames_with_face": pw.frames_with_face, "thumbnail": pw.thumbnail}
+            if pw.evidence is not None:
+                f.experts = pw.evidence.tokens
+                meta.update(cues=pw.evidence.cues, speech=pw.evidence.speech,
+                            sync=[a.tolist() for a in pw.evidence.sync] if pw.evidence.sync is not None else None)
             if state.key is not None and self.cache is not None and not state.too_long_to_cache:
                 state.cached.append((meta, f))
                 if len(state.cached) > MAX_CACHED_WINDOWS:
@@ -524,7 +542,10 @@ class Scanner:
                 }
                 logit = float(fused[row])
                 score = WindowScore(meta["index"], meta["start_s"], meta["end_s"], logit_to_p(logit), logit,
-                                    modalities, meta["frames"], meta["frames_with_face"])
+                                    modalities, meta["frames"], meta["frames_with_face"], meta.get("cues") or {},
+                                    meta.get("speech"))
+                if meta.get("sync"):
+                    state.sync.append((meta["index"], meta["sync"]))
                 state.windows.append(score)
                 if meta.get("thumbnail"):
                     state.thumbnails.append((score.p_fake, meta["index"], meta["start_s"], meta["end_s"],
@@ -548,6 +569,7 @@ class Scanner:
             state.frames, state.frames_with_face = counts["frames"], counts["frames_with_face"]
             state.n_faces_max = counts["n_faces_max"]
             state.audio_reasons = set(meta["audio_reasons"])
+            state.face_detector = meta.get("face_detector")
             features = unpack_features(tensors, len(meta["windows"]))
         except (KeyError, TypeError, ValueError) as error:  # an entry from another version: rescan
             state.error = MediaDecodeError(f"unreadable feature-cache entry ({error}); rescan with --no-cache",
@@ -564,7 +586,7 @@ class Scanner:
         meta = {"info": state.info.to_dict(), "windows": [m for m, _ in state.cached],
                 "faces": {"frames": state.frames, "frames_with_face": state.frames_with_face,
                           "n_faces_max": state.n_faces_max},
-                "audio_reasons": sorted(state.audio_reasons)}
+                "audio_reasons": sorted(state.audio_reasons), "face_detector": state.face_detector}
         try:
             self.cache.put(state.key, pack_features([f for _, f in state.cached]), meta)
         except Exception as error:  # a full disk or a locked cache must not lose the result
@@ -585,7 +607,7 @@ class Scanner:
         if not state.windows:
             return ScanResult.error(state.path, "nothing to score", "no frames and no usable audio",
                                     media=media, detector=self.detector_info, elapsed_s=elapsed)
-        return build_result(state, self.checkpoint, self.detector_info, elapsed)
+        return build_result(state, self.checkpoint, self.detector_info, elapsed, self.experts_config)
 
 
 FEATURE_FIELDS = ("image", "image_times_s", "audio", "audio_times_s", "video", "video_times_s")
@@ -603,7 +625,8 @@ def pack_features(features: list) -> dict[str, torch.Tensor]:
     -------
     dict[str, torch.Tensor]
         For each field of :data:`FEATURE_FIELDS` the rows of all windows concatenated (float32),
-        and ``{modality}_lengths`` int64 ``(W,)`` token counts per window.
+        and ``{modality}_lengths`` int64 ``(W,)`` token counts per window; for each expert's tokens
+        ``expert.{name}``, ``expert.{name}_times_s`` and ``expert.{name}_lengths`` likewise.
     """
     out = {}
     for m in MODALITIES:
@@ -611,6 +634,13 @@ def pack_features(features: list) -> dict[str, torch.Tensor]:
     for name in FEATURE_FIELDS:
         parts = [getattr(f, name).float() for f in features]
         out[name] = torch.cat(parts) if parts else torch.zeros(0)
+    for name in sorted({n for f in features for n in f.experts}):
+        tokens = [f.experts[name] for f in features if name in f.experts]
+        dim = tokens[0][0].shape[1]
+        out[f"expert.{name}_lengths"] = torch.tensor(
+            [f.experts[name][0].shape[0] if name in f.experts else 0 for f in features], dtype=torch.int64)
+        out[f"expert.{name}"] = torch.cat([t.float().reshape(-1, dim) for t, _ in tokens])
+        out[f"expert.{name}_times_s"] = torch.cat([times.float() for _, times in tokens])
     return out
 
 
@@ -631,7 +661,18 @@ def unpack_features(tensors: dict[str, torch.Tensor], windows: int) -> list:
             raise ValueError(f"{m}: {len(lengths)} windows stored, {windows} expected")
         split[m] = torch.split(tensors[m], lengths)
         split[f"{m}_times_s"] = torch.split(tensors[f"{m}_times_s"], lengths)
-    return [Features(**{name: split[name][i] for name in FEATURE_FIELDS}) for i in range(windows)]
+    features = [Features(**{name: split[name][i] for name in FEATURE_FIELDS}) for i in range(windows)]
+    for key in tensors:
+        if key.startswith("expert.") and key.endswith("_lengths"):
+            name = key[len("expert."):-len("_lengths")]
+            lengths = tensors[key].tolist()
+            if len(lengths) != windows:
+                raise ValueError(f"expert {name}: {len(lengths)} windows stored, {windows} expected")
+            for f, tokens, times, n in zip(features, torch.split(tensors[f"expert.{name}"], lengths),
+                                           torch.split(tensors[f"expert.{name}_times_s"], lengths), lengths):
+                if n:
+                    f.experts[name] = (tokens, times)
+    return features
 
 
 def logit_margin(logits: torch.Tensor) -> torch.Tensor:
@@ -671,6 +712,27 @@ def batch_features(features: list, device) -> dict:
             x[i, :n], mask[i, :n], t[i, :n] = tok.float(), True, tim.float()
         out[m], out[f"{m}_mask"], out[f"{m}_times"] = x.to(device), mask.to(device), t.to(device)
     return out
+
+
+def default_face_config(models_dir: str | os.PathLike | None = None) -> FaceDetectorConfig:
+    """YuNet where its weights are present or can be fetched (:mod:`deepscan.weights`), else Haar.
+
+    Parameters
+    ----------
+    models_dir : str or os.PathLike, optional
+        Folder of weight files (default ``$DEEPSCAN_MODELS_DIR``).
+
+    Returns
+    -------
+    FaceDetectorConfig
+    """
+    from deepscan.weights import model_path
+
+    try:
+        path = model_path("yunet", models_dir)
+    except DeepscanError:  # offline and not present, or the download failed: the built-in cascade
+        return FaceDetectorConfig()
+    return FaceDetectorConfig(backend="yunet", model_path=str(path))
 
 
 def resolve_device(device: str) -> torch.device:

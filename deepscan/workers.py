@@ -61,6 +61,10 @@ class PreparedWindow:
         Why the window has no audio (``"no audio stream"``, ``"audio too short"``).
     thumbnail : str or None
         Base64 JPEG of the middle crop (:func:`thumbnail`), set by the scanner's decoding step.
+    evidence : deepscan.experts.runner.WindowEvidence or None
+        The experts' cues and tokens for this window (``None`` when no experts run).
+    face_detector : str or None
+        Name of the face detector that ran (``None`` without frames).
     """
 
     index: int
@@ -73,6 +77,8 @@ class PreparedWindow:
     n_faces_max: int = 0
     audio_reason: str | None = None
     thumbnail: str | None = None
+    evidence: object | None = None
+    face_detector: str | None = None
 
 
 def prepare_windows(
@@ -82,6 +88,7 @@ def prepare_windows(
     window_s: float = WINDOW_SECONDS,
     visual_fps: float = VISUAL_FPS,
     limits: MediaLimits = DEFAULT_LIMITS,
+    experts=None,
 ) -> Iterator[PreparedWindow]:
     """Decode a file window by window and crop the main face of every sampled frame.
 
@@ -97,6 +104,8 @@ def prepare_windows(
         Window length (s) and visual sampling rate (fps), as the detector was trained with.
     limits : MediaLimits
         Decoding limits.
+    experts : deepscan.experts.runner.Experts, optional
+        Experts run on each window's face crops and waveform (their evidence rides on the window).
 
     Yields
     ------
@@ -109,6 +118,7 @@ def prepare_windows(
     """
     tracker = cropper.new_tracker()
     for window in iter_windows(path, window_s=window_s, visual_fps=visual_fps, limits=limits, info=info):
+        faces = None
         if window.has_frames:
             faces = tracker.crop(window.frames)
             crops, with_face, n_faces = faces.crops, faces.frames_with_face, faces.n_faces_max
@@ -119,8 +129,13 @@ def prepare_windows(
             audio_reason = "no audio stream"
         elif 0 < waveform.shape[0] < MIN_AUDIO_SAMPLES or waveform.shape[0] == 0:
             waveform, audio_reason = waveform[:0], "audio too short"
+        evidence = None
+        if experts is not None:
+            evidence = experts.run(faces, window.frame_times_s, waveform, window.start_s, audio_reason,
+                                   window.has_frames)
         yield PreparedWindow(window.index, window.start_s, window.end_s, crops, window.frame_times_s,
-                             waveform, with_face, n_faces, audio_reason)
+                             waveform, with_face, n_faces, audio_reason, evidence=evidence,
+                             face_detector=faces.detector_name if faces is not None else None)
 
 
 @dataclass
@@ -134,6 +149,16 @@ class DecodeJob:
     detect_every: int
     cache_path: str | None
     key_config: dict
+    experts: object | None = None  # deepscan.experts.runner.ExpertsConfig
+
+
+def load_job_experts(job: DecodeJob):
+    """The :class:`~deepscan.experts.runner.Experts` of a job (``None`` when it runs none)."""
+    if job.experts is None or not job.experts.cues:
+        return None
+    from deepscan.experts.runner import Experts
+
+    return Experts(job.experts)
 
 
 def error_from(name: str, message: str, path: str) -> DeepscanError:
@@ -149,15 +174,17 @@ def error_from(name: str, message: str, path: str) -> DeepscanError:
         return MediaDecodeError(message, path)
 
 
-def prepare_messages(path: str, job: DecodeJob, cropper: FaceCropper, key: str | None = None) -> Iterator[tuple]:
+def prepare_messages(path: str, job: DecodeJob, cropper: FaceCropper, key: str | None = None,
+                     experts=None) -> Iterator[tuple]:
     """Everything the main process needs to score one file that is not in the feature cache.
 
     ``("info", MediaInfo, key)`` then ``("window", PreparedWindow)`` per window; then
     ``("error", class name, message)`` on failure; always ending with ``("end",)``. ``key`` is the
-    file's feature-cache key (looked up by the main process), passed back with the info.
+    file's feature-cache key (looked up by the main process), passed back with the info;
+    ``experts`` (:class:`~deepscan.experts.runner.Experts`) run on each window.
     """
     try:
-        yield from _prepare_file(path, job, cropper, key)
+        yield from _prepare_file(path, job, cropper, key, experts)
     except DeepscanError as error:
         yield ("error", type(error).__name__, error.message)
     except Exception as error:  # an unforeseen decoder failure must not stop the batch
@@ -165,11 +192,11 @@ def prepare_messages(path: str, job: DecodeJob, cropper: FaceCropper, key: str |
     yield ("end",)
 
 
-def _prepare_file(path: str, job: DecodeJob, cropper: FaceCropper, key: str | None) -> Iterator[tuple]:
+def _prepare_file(path: str, job: DecodeJob, cropper: FaceCropper, key: str | None, experts) -> Iterator[tuple]:
     """The messages of :func:`prepare_messages` for one file, raising on failure."""
     info = probe(path, job.limits)
     yield ("info", info, key)
-    for prepared in prepare_windows(path, info, cropper, job.window_s, job.visual_fps, job.limits):
+    for prepared in prepare_windows(path, info, cropper, job.window_s, job.visual_fps, job.limits, experts):
         if len(prepared.crops):
             prepared.thumbnail = thumbnail(prepared.crops)
         yield ("window", prepared)
@@ -190,6 +217,7 @@ def worker_main(tasks, results, job: DecodeJob, worker: int, parent: int) -> Non
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     cropper = FaceCropper(job.face_config, detect_every=job.detect_every)
+    experts = load_job_experts(job)
     crash_on = os.environ.get(CRASH_TEST_ENV)
 
     def orphaned() -> bool:
@@ -215,7 +243,7 @@ def worker_main(tasks, results, job: DecodeJob, worker: int, parent: int) -> Non
         index, path, key = task
         if crash_on and crash_on in ("*", os.path.basename(path)):
             os._exit(70)
-        for message in prepare_messages(path, job, cropper, key):
+        for message in prepare_messages(path, job, cropper, key, experts):
             put((worker, index, message))
 
 

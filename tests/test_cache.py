@@ -13,6 +13,7 @@ import torch
 
 from deepscan import scanner as scanner_module
 from deepscan import synth
+from deepscan import workers as workers_module
 from deepscan.cache import FeatureCache, cache_key, file_sha256, pack, unpack
 from deepscan.scanner import Scanner, pack_features, unpack_features
 from tests.conftest import REPO_ROOT
@@ -78,8 +79,8 @@ def test_rescan_skips_decoding_and_encoding_and_gives_the_same_result(tmp_path, 
     def forbidden(*args, **kwargs):
         raise AssertionError("a cached file was decoded or encoded again")
 
-    monkeypatch.setattr(scanner_module, "probe", forbidden)
-    monkeypatch.setattr(scanner_module, "prepare_windows", forbidden)
+    monkeypatch.setattr(workers_module, "probe", forbidden)
+    monkeypatch.setattr(workers_module, "prepare_windows", forbidden)
     monkeypatch.setattr(scanner.extractors, "encode_many", forbidden)
     warm = _scan(scanner, media, workers=2)
     assert scanner._pool is None  # every file was a hit: no decoding process was started

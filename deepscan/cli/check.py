@@ -42,8 +42,13 @@ def check(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", envvar="DEEPSCAN_CACHE_DIR", help="Feature cache location (default ~/.cache/deepscan)."),
     use_cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse and store features of unchanged files."),
     resume: bool = typer.Option(False, "--resume", help="With --format jsonl --output FILE: skip files already in FILE and append."),
-    face_detector: str = typer.Option("haar", "--face-detector", help="haar (built in) or yunet (needs --yunet-model)."),
-    yunet_model: Optional[Path] = typer.Option(None, "--yunet-model", help="Path of face_detection_yunet_2023mar.onnx."),
+    face_detector: str = typer.Option(
+        "auto", "--face-detector", help="auto (YuNet where its weights are present or can be fetched, else Haar), yunet or haar."),
+    yunet_model: Optional[Path] = typer.Option(None, "--yunet-model", help="A YuNet ONNX file other than the registry's."),
+    experts: str = typer.Option(
+        "auto", "--experts", help="auto (aasist, meso4, av_sync where their weights can be had), none, or a comma list."),
+    models_dir: Optional[Path] = typer.Option(
+        None, "--models-dir", envvar="DEEPSCAN_MODELS_DIR", help="Folder of expert weight files, used as is."),
     recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Walk into subdirectories."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -56,11 +61,19 @@ def check(
         stderr.print(f"[red]error:[/] no such file or directory: {markup_text(', '.join(missing))}")
         raise typer.Exit(EXIT_USAGE)
     try:
-        face_config = FaceDetectorConfig(backend=face_detector, model_path=str(yunet_model) if yunet_model else None)
+        face_config = None  # auto
+        if face_detector == "yunet":
+            from deepscan.weights import model_path
+
+            face_config = FaceDetectorConfig(backend="yunet",
+                                             model_path=str(yunet_model or model_path("yunet", models_dir)))
+        elif face_detector != "auto":
+            face_config = FaceDetectorConfig(backend=face_detector)
         scanner = Scanner(detector=detector, encoders=encoders, image_encoder=image_encoder,
                           audio_encoder=audio_encoder, device=device, precision=precision,
                           face_config=face_config, batch_frames=batch_size, workers=workers,
-                          cache=(cache_dir or True) if use_cache else False)
+                          cache=(cache_dir or True) if use_cache else False, experts=experts,
+                          models_dir=models_dir)
     except DetectorNotConfiguredError as error:
         stderr.print(f"[red]error:[/] {error.message}")
         raise typer.Exit(EXIT_USAGE)

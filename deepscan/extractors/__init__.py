@@ -72,6 +72,10 @@ class Features:
         ``(Tv, 512)`` temporal-change tokens.
     video_times_s : torch.Tensor
         ``(Tv,)`` segment centres.
+    experts : dict
+        Cue name -> ``(tokens (Te, De), times (Te,))`` from the experts
+        (:class:`deepscan.experts.runner.WindowEvidence`): each one's penultimate embedding with its
+        logit appended, per window (AASIST), per frame with a face (Meso-4) or per estimate (sync).
     """
 
     image: torch.Tensor = field(default_factory=lambda: _empty(512))
@@ -80,6 +84,7 @@ class Features:
     audio_times_s: torch.Tensor = field(default_factory=_no_times)
     video: torch.Tensor = field(default_factory=lambda: _empty(512))
     video_times_s: torch.Tensor = field(default_factory=_no_times)
+    experts: dict = field(default_factory=dict)
 
     def lengths(self) -> dict[str, int]:
         """Token counts per modality, e.g. ``{"image": 32, "audio": 50, "video": 8}``."""

@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 from typing import IO
 
+from deepscan.experts.runner import CUES
 from deepscan.results import MODALITIES, ScanResult
 from deepscan.writers.safe import csv_cell
 
 CSV_COLUMNS = (
     ["path", "status", "reason", "verdict", "p_fake", "threshold", "top_modality"]
     + [f"p_fake_{m}" for m in MODALITIES]
+    + [f"cue_{name}" for name in CUES] + ["av_sync_lag_ms", "cue_reasons"]
     + ["windows", "kind", "duration_s", "frames_with_face", "frames", "detector", "detector_sha256",
        "detector_trained_on", "detector_label"]
 )
@@ -40,6 +42,11 @@ class CsvWriter:
         row = {k: d.get(k) for k in ("path", "status", "reason", "verdict", "p_fake", "threshold", "top_modality")}
         for m in MODALITIES:
             row[f"p_fake_{m}"] = (d["modalities"].get(m) or {}).get("p_fake")
+        cues = d.get("cues") or {}
+        for name in CUES:
+            row[f"cue_{name}"] = (cues.get(name) or {}).get("p_fake")
+        row["av_sync_lag_ms"] = (cues.get("av_sync") or {}).get("lag_ms")
+        row["cue_reasons"] = "; ".join(f"{name}: {c['reason']}" for name, c in cues.items() if c.get("reason"))
         row.update(
             windows=len(d["windows"]),
             kind=d["media"].get("kind"),

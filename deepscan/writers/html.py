@@ -26,7 +26,10 @@ TEMPLATE_NAME = "report.html.j2"
 
 MAX_PLOT_POINTS = 160  # windows per timeline before they are max-pooled into bins
 PLOT_SIZE_IN = (6.4, 1.9)  # timeline figure size, inches (rendered at 100% of the card's width)
-PLOT_COLORS = {"fused": "#111827", "image": "#2563eb", "audio": "#d97706", "video": "#059669"}
+PLOT_COLORS = {"fused": "#111827", "image": "#2563eb", "audio": "#d97706", "video": "#059669",
+               "aasist": "#b45309", "aasist-l": "#f59e0b", "meso4": "#7c3aed", "meso4-f2f": "#a78bfa",
+               "av_sync": "#0891b2"}
+OTHER_COLOR = "#6b7280"  # a series without a colour of its own
 THRESHOLD_COLOR = "#dc2626"
 
 _BASE64 = re.compile(r"^[A-Za-z0-9+/=\s]*$")
@@ -105,8 +108,8 @@ def write_html(results: Iterable[ScanResult], path: str | os.PathLike, title: st
     return path
 
 
-def timeline_svg(result: ScanResult, salt: str = "0") -> str | None:
-    """Plot per-window ``p_fake`` (fused and per modality) against time as inline SVG.
+def timeline_svg(result: ScanResult, salt: str = "0", cues: bool = False) -> str | None:
+    """Plot per-window ``p_fake`` against time as inline SVG: fused and per modality, or per cue.
 
     Each window is drawn at its centre time; the threshold is a dashed line. Files with more than
     :data:`MAX_PLOT_POINTS` windows are max-pooled into that many bins so that the plot stays
@@ -119,11 +122,14 @@ def timeline_svg(result: ScanResult, salt: str = "0") -> str | None:
     salt : str
         Token (letters, digits, "-", "_") that makes the SVG's element ids unique when several
         plots share one HTML page.
+    cues : bool
+        Plot each expert cue's window scores (``aasist``, ``meso4``, ``av_sync``...) instead of the
+        detector's fused and per-modality scores.
 
     Returns
     -------
     str or None
-        ``<svg ...>...</svg>`` markup without XML declaration, or None when there are no windows.
+        ``<svg ...>...</svg>`` markup without XML declaration, or None when there is nothing to plot.
     """
     windows = [_window_dict(w) for w in result.windows]
     if not windows:
@@ -133,11 +139,20 @@ def timeline_svg(result: ScanResult, salt: str = "0") -> str | None:
 
     starts = [float(w["start_s"]) for w in windows]
     ends = [max(float(w["end_s"]), float(w["start_s"])) for w in windows]
-    series = {"fused": [w["p_fake"] for w in windows]}
-    for name in MODALITIES:
-        values = [(w.get("modalities") or {}).get(name) for w in windows]
-        if any(v is not None for v in values):
-            series[name] = values
+    if cues:
+        series = {}
+        for name in sorted({n for w in windows for n in (w.get("cues") or {})}):
+            values = [((w.get("cues") or {}).get(name) or {}).get("p_fake") for w in windows]
+            if any(v is not None for v in values):
+                series[name] = values
+        if not series:
+            return None
+    else:
+        series = {"fused": [w["p_fake"] for w in windows]}
+        for name in MODALITIES:
+            values = [(w.get("modalities") or {}).get(name) for w in windows]
+            if any(v is not None for v in values):
+                series[name] = values
     starts, ends, series = _pool(starts, ends, series, MAX_PLOT_POINTS)
     centres = [(s + e) / 2.0 for s, e in zip(starts, ends)]
     instant = ends[-1] <= starts[0]  # an image: one window of no duration
@@ -151,7 +166,7 @@ def timeline_svg(result: ScanResult, salt: str = "0") -> str | None:
         for name, values in series.items():
             fused = name == "fused"
             ys = [math.nan if v is None else float(v) for v in values]
-            style = {"color": PLOT_COLORS[name], "zorder": 3 if fused else 2}
+            style = {"color": PLOT_COLORS.get(name, OTHER_COLOR), "zorder": 3 if fused else 2}
             if not instant:
                 # each window's score holds over its time span: a step per window, gaps where absent
                 ax.step(starts + [ends[-1]], ys + [ys[-1]], where="post", linewidth=2.0 if fused else 1.1,
@@ -159,12 +174,12 @@ def timeline_svg(result: ScanResult, salt: str = "0") -> str | None:
             if instant or len(ys) <= 12:
                 ax.plot(centres, ys, linestyle="none", marker="o", markersize=5 if fused else 3.5, **style)
             ax.plot([], [], label=name, linewidth=2.0 if fused else 1.1, **style)  # one legend entry
-        if result.threshold is not None:
+        if result.threshold is not None and not cues:
             ax.axhline(result.threshold, color=THRESHOLD_COLOR, linestyle="--", linewidth=1.0,
                        label="threshold", zorder=1)
         ax.set_ylim(-0.02, 1.02)
         ax.set_yticks([0, 0.5, 1])
-        ax.set_ylabel("p_fake")
+        ax.set_ylabel("cue score" if cues else "p_fake")
         if instant:
             ax.set_xlim(centres[0] - 1.0, centres[0] + 1.0)
             ax.set_xticks([centres[0]])
@@ -201,6 +216,13 @@ def _file_view(index: int, result: ScanResult) -> dict:
     """Everything the template shows for one file, already formatted."""
     ok = result.status == STATUS_OK
     svg = timeline_svg(result, salt=str(index)) if ok else None
+    cue_svg = timeline_svg(result, salt=f"{index}c", cues=True) if ok else None
+    cues = []
+    for name, c in (result.cues or {}).items():
+        cues.append({"name": name, "p_fake": c.get("p_fake"), "reason": c.get("reason"),
+                     "expert": c.get("expert"), "sha": (c.get("weights_sha256") or "")[:12],
+                     "trained_on": c.get("trained_on"), "lag_ms": c.get("lag_ms"),
+                     "correlation": c.get("correlation")})
     media = result.media or {}
     faces = result.faces or {}
     modalities = []
@@ -218,6 +240,8 @@ def _file_view(index: int, result: ScanResult) -> dict:
         "name": os.path.basename(result.path.rstrip("/\\")) or result.path,
         "verdict": (result.verdict or "error") if ok else "error",
         "svg": Markup(svg) if svg else None,
+        "cue_svg": Markup(cue_svg) if cue_svg else None,
+        "cues": cues,
         "modalities": modalities,
         "thumbnails": thumbnails,
         "media": media,
