@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List
 
@@ -13,6 +12,7 @@ from rich.table import Table
 from deepscan.cli.common import EXIT_FILE_ERRORS, EXIT_OK, EXIT_USAGE, stderr
 from deepscan.errors import DeepscanError
 from deepscan.media import iter_media_files, probe as probe_file
+from deepscan.writers.safe import json_dumps, rich_text
 
 PROBE_FIELDS = (
     "path", "status", "reason", "kind", "container", "video_codec", "audio_codec", "duration_s",
@@ -79,7 +79,7 @@ def probe(
 
 def _emit(record: dict, output_format: str) -> None:
     if output_format == "json":
-        typer.echo(json.dumps(record, ensure_ascii=False))
+        typer.echo(json_dumps(record))  # one line per file whatever its name holds
 
 
 def _table(records: list[dict]) -> Table:
@@ -89,11 +89,11 @@ def _table(records: list[dict]) -> Table:
         table.add_column(column, no_wrap=True)
     for r in records:
         if r["status"] != "ok":
-            table.add_row(r["path"], "", "", "", "", "", "", f"[red]{r['reason']}[/]")
+            table.add_row(rich_text(r["path"]), "", "", "", "", "", "", rich_text(r["reason"], style="red"))
             continue
         size = f"{r['width']}x{r['height']}" if r["width"] else ""
         audio = f"{r['audio_sample_rate']} Hz x{r['audio_channels']}" if r["has_audio"] else "none"
         duration = f"{r['duration_s']:.2f} s" if r["duration_s"] is not None else "?"
         fps = f"{r['fps']:.2f}" if r["fps"] else ""
-        table.add_row(r["path"], r["kind"], duration, size, fps, audio, f"{r['rotation']}°", "ok")
+        table.add_row(rich_text(r["path"]), r["kind"], duration, size, fps, audio, f"{r['rotation']}°", "ok")
     return table

@@ -10,6 +10,7 @@ import typer
 
 from deepscan.cli.common import EXIT_OK, EXIT_USAGE, stderr
 from deepscan.results import ScanResult, summarize
+from deepscan.writers.safe import markup_text
 
 
 def report(
@@ -26,11 +27,11 @@ def report(
         try:
             results.extend(load_results(path))
         except (OSError, ValueError, KeyError, TypeError) as error:
-            stderr.print(f"[red]error:[/] {path}: cannot read results ({error})")
+            stderr.print(f"[red]error:[/] {markup_text(path)}: cannot read results ({markup_text(error)})")
             raise typer.Exit(EXIT_USAGE)
     written = write_html(results, output, title=title)
     counts = summarize(results)
-    stderr.print(f"wrote {written} ({', '.join(f'{v} {k}' for k, v in counts.items())})")
+    stderr.print(f"wrote {markup_text(written)} ({', '.join(f'{v} {k}' for k, v in counts.items())})")
     raise typer.Exit(EXIT_OK)
 
 
