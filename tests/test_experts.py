@@ -1,0 +1,112 @@
+"""Experts in the scan: AASIST and Meso-4 cues on the shared samples, reasons where they don't apply."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from deepscan import synth
+from deepscan.cli import app
+from deepscan.experts.runner import resolve_experts
+from deepscan.scanner import Scanner
+from tests.helpers import make_detector
+
+runner = CliRunner()
+
+SCANNED = ("fake_voiceclone_44k_stereo.mp3", "real_speech_44k_stereo.mp3", "fake_faceswap_film_noaudio.mp4",
+           "real_film_face_noaudio.mp4", "real_face_ffhq.png")
+
+
+@pytest.fixture(scope="module")
+def sample_scan(tmp_path_factory):
+    """``deepscan check`` of a few shared samples with the shared weights, as JSON Lines, twice (cold, cached)."""
+    from tests.conftest import MODELS, SAMPLES
+
+    if MODELS is None or SAMPLES is None:
+        pytest.skip("../shared/models and ../shared/samples are not present")
+    tmp = tmp_path_factory.mktemp("experts")
+    folder = tmp / "media"
+    folder.mkdir()
+    for name in SCANNED:
+        shutil.copy(SAMPLES / name, folder / name)
+    detector = make_detector(tmp / "demo.safetensors")
+    runs = []
+    for _ in range(2):
+        out = tmp / f"run{len(runs)}.jsonl"
+        result = runner.invoke(app, ["check", str(folder), "--detector", str(detector), "--encoders", "debug",
+                                     "--format", "jsonl", "-o", str(out), "--models-dir", str(MODELS),
+                                     "--cache-dir", str(tmp / "cache"), "--workers", "0", "-q"])
+        assert result.exit_code in (0, 1), result.output
+        runs.append({json.loads(line)["path"].split("/")[-1]: json.loads(line) for line in out.read_text().splitlines()})
+    return runs
+
+
+def test_aasist_orders_the_voice_clone_above_real_speech(sample_scan):
+    results = sample_scan[0]
+    clone, real = results["fake_voiceclone_44k_stereo.mp3"], results["real_speech_44k_stereo.mp3"]
+    assert clone["cues"]["aasist"]["p_fake"] >= 0.99
+    assert real["cues"]["aasist"]["p_fake"] <= 0.3
+    assert clone["cues"]["aasist"]["weights_sha256"].startswith("51d2d9cf")
+    assert "ASVspoof 2019" in clone["cues"]["aasist"]["trained_on"]
+    for window in clone["windows"]:  # per-window cues with their times
+        assert window["end_s"] > window["start_s"] and 0.0 <= window["cues"]["aasist"]["p_fake"] <= 1.0
+    assert clone["cues"]["meso4"] == {**clone["cues"]["meso4"], "p_fake": None, "reason": "no frames"}
+
+
+def test_meso4_scores_the_face_swap_above_the_real_scene(sample_scan):
+    results = sample_scan[0]
+    swap, real = results["fake_faceswap_film_noaudio.mp4"], results["real_film_face_noaudio.mp4"]
+    assert swap["cues"]["meso4"]["p_fake"] > real["cues"]["meso4"]["p_fake"] + 0.3
+    assert swap["faces"]["detector"] == "yunet-2026may"
+    assert swap["cues"]["aasist"]["p_fake"] is None and swap["cues"]["aasist"]["reason"] == "no audio stream"
+    photo = results["real_face_ffhq.png"]
+    assert photo["cues"]["meso4"]["p_fake"] < 0.5 and photo["cues"]["meso4"]["windows"] == 1
+
+
+def test_cached_rescan_keeps_the_cues(sample_scan):
+    cold, warm = sample_scan
+    for name in SCANNED:
+        assert warm[name]["cues"] == cold[name]["cues"]
+        assert [w["cues"] for w in warm[name]["windows"]] == [w["cues"] for w in cold[name]["windows"]]
+
+
+def test_offline_without_weights_reports_the_cue_absent_with_its_reason(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("DEEPSCAN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("DEEPSCAN_MODELS_DIR", raising=False)
+    config = resolve_experts("auto")
+    assert not {"aasist", "meso4"} & set(config.cues)
+    assert "deepscan models download" in config.unavailable["aasist"]
+    clip = synth.write_clip(tmp_path / "clip.mp4", duration_s=2.0, seed=1)
+    detector = make_detector(tmp_path / "d.safetensors")
+    scanner = Scanner(detector=detector, encoders="debug", workers=0, cache=False)
+    assert scanner.face_config.backend == "haar"  # YuNet's weights are not here: the built-in fallback
+    result = scanner.scan_file(clip)
+    assert result.status == "ok" and result.faces["detector"].startswith("opencv-haar")
+    assert result.cues["aasist"]["p_fake"] is None and "weights not available" in result.cues["aasist"]["reason"]
+    with pytest.raises(Exception, match="deepscan models download"):
+        resolve_experts("aasist")  # named explicitly: must load
+
+
+def test_experts_none_runs_no_expert(tmp_path):
+    clip = synth.write_clip(tmp_path / "clip.mp4", duration_s=2.0, seed=1)
+    scanner = Scanner(detector=make_detector(tmp_path / "d.safetensors"), encoders="debug", workers=0,
+                      cache=False, experts="none")
+    result = scanner.scan_file(clip)
+    assert result.status == "ok" and result.cues == {} and all(w.cues == {} for w in result.windows)
+
+
+def test_unknown_expert_is_refused():
+    with pytest.raises(ValueError, match="unknown expert"):
+        resolve_experts("aasist,nonsense")
+
+
+def test_models_dir_copy_with_a_wrong_file_is_refused(tmp_path, models_dir):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy(models_dir / "AASIST-L.pth", folder / "AASIST.pth")
+    with pytest.raises(Exception, match="SHA-256"):
+        resolve_experts("aasist", folder)
