@@ -17,6 +17,7 @@ from deepscan.cli import probe as _probe
 from deepscan.cli import report as _report
 from deepscan.cli import synth as _synth
 from deepscan.cli import train as _train
+from deepscan.cli import train_expert as _train_expert
 
 app = typer.Typer(
     name="deepscan",
@@ -49,6 +50,7 @@ app.add_typer(_models.app, name="models")
 app.command("report")(_report.report)
 app.command("synth")(_synth.synth)
 app.command("train")(_train.train)
+app.command("train-expert")(_train_expert.train_expert)
 app.command("evaluate")(_evaluate.evaluate)
 app.command("demo")(_demo.demo)
 
