@@ -1170,8 +1170,14 @@ class _WindowAssembler:
                 f"limit of {self.max_window_bytes} bytes", self.path)
 
     def add_frame(self, t: float, duration_s: float, convert: Callable[[], np.ndarray]) -> None:
-        """Add a decoded frame with pts ``t`` (s) and display time ``duration_s`` (s)."""
+        """Add a decoded frame with pts ``t`` (s) and display time ``duration_s`` (s).
+
+        A frame whose pts repeats or goes back (within :data:`TIME_EPS_S` of the frame before, or
+        earlier: damaged or hostile timestamps) is dropped, so that frame times only increase.
+        """
         self._check_time(t)
+        if not math.isfinite(t) or (self.prev is not None and t <= self.prev[0] + TIME_EPS_S):
+            return
         cur_used = False
         while self.target * self.step_s < t - TIME_EPS_S:
             if self.prev is None:
@@ -1296,8 +1302,10 @@ def _downmix(frame) -> np.ndarray:
         names = [c.name for c in frame.layout.channels] if frame.layout is not None else []
         keep = [i for i, name in enumerate(names) if name != "LFE"] if len(names) == x.shape[0] else []
         x = (x[keep] if keep else x).mean(axis=0, keepdims=True)
-    # resampling overshoots a full-scale input by a few percent (Gibbs); keep [-1, 1]
-    return np.clip(x[0], -1.0, 1.0).astype(np.float32, copy=False)
+    # resampling overshoots a full-scale input by a few percent (Gibbs); keep [-1, 1]. Float
+    # samples can hold NaN or infinities (a damaged or hostile float PCM stream): silence and +-1.
+    mono = np.nan_to_num(x[0], nan=0.0, posinf=1.0, neginf=-1.0)
+    return np.clip(mono, -1.0, 1.0).astype(np.float32, copy=False)
 
 
 class _Resampler:
