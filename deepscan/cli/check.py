@@ -51,10 +51,28 @@ def check(
         None, "--models-dir", envvar="DEEPSCAN_MODELS_DIR", help="Folder of expert weight files, used as is."),
     recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Walk into subdirectories."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ray: bool = typer.Option(
+        False, "--ray", help='Scan on a Ray cluster (pip install "deepscan[ray]"): --ray-address, else $RAY_ADDRESS, '
+        "else a local cluster. PATHS may be URIs (s3://...); --output too (.parquet: Parquet)."),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray-address", help="Ray cluster to join: auto, HOST:PORT or ray://HOST:10001 (implies --ray)."),
+    ray_actors: Optional[int] = typer.Option(
+        None, "--ray-actors", min=1, help="Scoring actors on the cluster (default: one per GPU, else per CPU)."),
 ) -> None:
     """Scan media for manipulation: one verdict per file, with per-modality and per-window scores."""
     from deepscan.faces import FaceDetectorConfig
     from deepscan.scanner import Scanner
+
+    if ray or ray_address or ray_actors:  # deepscan.distributed.ray: same options, results and exit codes
+        from deepscan.distributed.ray import check_on_ray
+
+        raise typer.Exit(check_on_ray(
+            paths, address=ray_address, actors=ray_actors, output=output, output_format=output_format.value,
+            resume=resume, html=html, fail_on_fake=fail_on_fake, quiet=quiet, recursive=recursive,
+            face_detector=face_detector, yunet_model=yunet_model, detector=detector, encoders=encoders,
+            image_encoder=image_encoder, audio_encoder=audio_encoder, device=device, precision=precision,
+            batch_frames=batch_size, cache=(cache_dir or True) if use_cache else False, experts=experts,
+            models_dir=models_dir))
 
     missing = [str(p) for p in paths if not p.exists() and not p.is_symlink()]
     if missing:

@@ -1,0 +1,1163 @@
+"""Scanning on a Ray cluster: the local scanner inside a pool of actors, results exactly once.
+
+The driver (the process that calls :class:`RayScanner` or ``deepscan check --ray``) lists the
+files, local or behind any URI that :mod:`pyarrow.fs` understands (``s3://``, ``gs://``,
+``hdfs://``, ``file://``), and hands them out to a pool of :class:`ScanActor` actors. Each actor
+loads the encoders, the experts, the face detector and the detector checkpoint once (a
+:class:`deepscan.scanner.Scanner` in that process, on a GPU when the cluster has them) and scores
+file after file. Results come back to the driver in completion order, where they are written as
+they arrive; each file gets exactly one result, failures included.
+
+Two placements of decoding (``decode=``)::
+
+    "actor" (default)  driver: list ─► actor: fetch ─► sha256 ─► cache? ─► decode+crop ─► encoders ─► detector
+    "tasks"            driver: list ─► task: fetch ─► sha256 ─► cache? ─► decode+crop ─┐
+                                       actor: encoders ─► detector ◄── object store ◄─┘
+
+``"tasks"`` decodes and crops in Ray tasks on any CPU of the cluster and ships the prepared
+windows through the object store to the scoring actors (~5 MB per 4 s window of video at 8 fps);
+it keeps a GPU actor busy while CPUs decode. ``"actor"`` decodes where it scores: no crop crosses
+the object store, the node's feature cache is read and written by the same process, and memory
+stays bounded by the window whatever the file's length. On the CPU-only machine measured (see
+BENCHMARKS.md, ``python -m bench.ray``) ``"actor"`` was faster, so it is the default; a file longer
+than :data:`SPLIT_MAX_WINDOWS` windows is always decoded by its actor, so that a decoded file in
+the object store stays small.
+
+Nothing lost, nothing twice: actors are started with ``max_restarts=-1`` and
+``max_task_retries`` = :data:`ACTOR_TASK_RETRIES`, so an actor that dies (out of memory, a native
+decoder crash, a node lost) is restarted by Ray and the calls it held are retried by Ray. A batch
+of files whose retries all failed is split and its files are sent again one by one; a single file
+that still kills its actor becomes a ``decoder crashed`` error result, and the scan goes on. The
+driver keeps the set of files it has written and drops any second result. ``skip`` (``--resume``)
+leaves out files already in the output.
+
+The feature cache is per node: each actor (and each decoding task) opens the node's SQLite file
+(:mod:`deepscan.cache`), so a rescan reuses features where the same node scanned the file before.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tempfile
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from deepscan.errors import (
+    CheckpointError, DecoderCrashedError, DeepscanError, DetectorNotConfiguredError, UnreadableFileError,
+)
+from deepscan.results import ScanResult
+
+__all__ = ["RayScanner", "scan_ray", "ScanActor", "decode_file", "connect", "list_inputs", "InputFile",
+           "restore_uri", "is_uri", "write_parquet", "read_parquet", "check_on_ray", "ACTOR_EXIT_ENV",
+           "RAY_MISSING"]
+
+RAY_MISSING = 'Ray is not installed: pip install "deepscan[ray]" (Ray and pyarrow)'
+ACTOR_EXIT_ENV = "DEEPSCAN_TEST_RAY_ACTOR_EXIT"  # test hook: "NAME[:MARKER][,...]": an actor exits hard on NAME
+ACTOR_TASK_RETRIES = 1  # Ray retries of an actor call whose actor died (then the driver isolates files)
+FILE_RETRIES = 0  # driver resubmissions of a single file whose call (with Ray's retries) failed on a dead actor
+DECODE_RETRIES = 2  # Ray retries of a decoding task whose worker died ("tasks" mode)
+CALLS_IN_FLIGHT = 2  # calls queued per actor: one running, one waiting, so no actor idles between calls
+FILES_PER_CALL = 2  # files per actor call ("actor" mode): their windows share encoder batches
+SPLIT_MAX_WINDOWS = 16  # "tasks" mode: longer files (64 s at 4 s windows) are decoded by their actor
+DOWNLOAD_CHUNK = 1 << 20  # bytes per read when fetching a file from a URI to the node's temp folder
+PASSED_ENV = ("DEEPSCAN_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "DEEPSCAN_CACHE_DIR",
+              "DEEPSCAN_MODELS_DIR", "HF_HOME", ACTOR_EXIT_ENV)  # driver settings the actors get too
+DECODE_MODES = ("actor", "tasks")
+
+_URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
+_FOLDED_URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/(?!/)")  # what pathlib makes of "s3://b/k": "s3:/b/k"
+
+
+def require_ray():
+    """Import Ray, or raise ImportError saying how to install the extra.
+
+    Returns
+    -------
+    module
+        The ``ray`` package.
+
+    Raises
+    ------
+    ImportError
+        When Ray (or pyarrow) is not installed.
+    """
+    try:
+        import pyarrow  # noqa: F401  (URIs and Parquet need it)
+        import ray
+    except ImportError as error:
+        raise ImportError(f"{RAY_MISSING} ({error})") from error
+    return ray
+
+
+# -- where the files are -------------------------------------------------------------------------
+
+
+def is_uri(text: str) -> bool:
+    """True when ``text`` has a ``scheme://`` prefix (``s3://``, ``gs://``, ``file://``, ...)."""
+    return bool(_URI.match(str(text)))
+
+
+def restore_uri(path) -> str:
+    """A path or URI as text, with the ``//`` that :class:`pathlib.Path` folds restored.
+
+    ``Path("s3://bucket/key")`` prints as ``s3:/bucket/key``; a CLI argument typed as a path comes
+    back that way. Where no such local file exists, the URI is rebuilt: ``s3:/b/k`` ->
+    ``s3://b/k``, ``file:/tmp/x`` -> ``file:///tmp/x``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    str
+    """
+    text = os.fspath(path)
+    match = _FOLDED_URI.match(text)
+    if match is None or os.path.lexists(text):
+        return text
+    scheme, rest = match.group(1), text[match.end():]
+    return f"{scheme}:///{rest}" if scheme.lower() == "file" else f"{scheme}://{rest}"
+
+
+def _filesystem(uri: str):
+    from pyarrow import fs
+
+    return fs.FileSystem.from_uri(uri)
+
+
+@dataclass
+class InputFile:
+    """One file to scan.
+
+    Attributes
+    ----------
+    index : int
+        Position in the listing (input order).
+    source : str
+        The file as reported in its result: the path as given or found, or its URI.
+    local : str or None
+        Absolute local path the actors open (the same on every node: a shared file system);
+        ``None`` for a URI, which each actor or task fetches itself.
+    error : DeepscanError or None
+        Why the file cannot be scanned, found while listing (an unreadable entry).
+    """
+
+    index: int
+    source: str
+    local: str | None
+    error: DeepscanError | None = None
+
+
+def list_inputs(paths, recursive: bool = True) -> list[InputFile]:
+    """Expand local paths and URIs into the files to scan, in a deterministic order.
+
+    Local paths go through :func:`deepscan.media.iter_media_files` (as a local scan: sniffed
+    content, hazards reported). A URI naming a file is kept as is; a URI naming a folder is listed
+    through :mod:`pyarrow.fs` (recursively unless ``recursive`` is false), keeping the files whose
+    extension is in :data:`deepscan.media.MEDIA_EXTENSIONS` (content is not sniffed remotely).
+
+    Parameters
+    ----------
+    paths : str, os.PathLike or iterable of them
+        Files, folders and URIs.
+    recursive : bool
+        Walk into subfolders.
+
+    Returns
+    -------
+    list of InputFile
+
+    Raises
+    ------
+    ImportError
+        For a URI without pyarrow installed.
+    """
+    from deepscan.media import MEDIA_EXTENSIONS, iter_media_files
+
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out: list[InputFile] = []
+
+    def add(source: str, local: str | None, error: DeepscanError | None = None) -> None:
+        out.append(InputFile(len(out), source, local, error))
+
+    for item in paths:
+        text = restore_uri(item)
+        if not is_uri(text):
+            for found in iter_media_files([text], recursive=recursive,
+                                          on_error=lambda p, e: add(str(p), os.path.abspath(p), e)):
+                add(str(found), os.path.abspath(found))
+            continue
+        from pyarrow import fs
+
+        try:
+            filesystem, root = _filesystem(text)
+            info = filesystem.get_file_info(root)
+        except Exception as error:  # bad URI, missing credentials, unreachable store
+            add(text, None, UnreadableFileError(f"cannot list {text}: {error}", text))
+            continue
+        if info.type != fs.FileType.Directory:
+            add(text, None)  # a file, or missing: the actor's fetch says why
+            continue
+        selector = fs.FileSelector(root, recursive=recursive)
+        base = text.rstrip("/")
+        entries = sorted(filesystem.get_file_info(selector), key=lambda e: e.path)
+        for entry in entries:
+            if entry.type != fs.FileType.File:
+                continue
+            if os.path.splitext(entry.path)[1].lower() not in MEDIA_EXTENSIONS:
+                continue
+            relative = entry.path[len(root.rstrip("/")):].lstrip("/")
+            add(f"{base}/{relative}", None)
+    return out
+
+
+def fetch(source: str, local: str | None, folder: str) -> str:
+    """The local path of a file to scan: ``local`` as is, or a URI copied into ``folder``.
+
+    Parameters
+    ----------
+    source : str
+        The file's path or URI.
+    local : str or None
+        Its local path, when it has one.
+    folder : str
+        Node-local temporary folder for fetched copies (the name keeps the extension).
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    UnreadableFileError
+        When the URI cannot be opened or read.
+    """
+    if local is not None:
+        return local
+    suffix = os.path.splitext(source)[1][:16]
+    target = tempfile.NamedTemporaryFile(dir=folder, suffix=suffix, delete=False)
+    try:
+        filesystem, path = _filesystem(source)
+        with filesystem.open_input_stream(path) as remote, target:
+            while chunk := remote.read(DOWNLOAD_CHUNK):
+                target.write(chunk)
+    except Exception as error:
+        target.close()
+        os.unlink(target.name)
+        raise UnreadableFileError(f"cannot read {source}: {error}", source) from None
+    return target.name
+
+
+def _as_source(result: ScanResult, source: str, local: str) -> ScanResult:
+    """Report a result under its source: the URI, not the node's temporary copy."""
+    if local == source:
+        return result
+    result.path = source
+    if result.media.get("path") == local:
+        result.media["path"] = source
+    if isinstance(result.media.get("error"), str):
+        result.media["error"] = result.media["error"].replace(local, source)
+    return result
+
+
+def _maybe_exit(source: str) -> None:
+    """Test hook: exit this process hard on the file named by :data:`ACTOR_EXIT_ENV`.
+
+    ``NAME`` (or ``*``) exits on every attempt; ``NAME:MARKER`` only while the marker file does
+    not exist (it is created first), so the actor dies once and Ray's retry then succeeds. Several
+    specs are separated by commas.
+    """
+    for spec in filter(None, os.environ.get(ACTOR_EXIT_ENV, "").split(",")):
+        name, _, marker = spec.partition(":")
+        if name not in ("*", os.path.basename(source)):
+            continue
+        if marker:
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return
+        os._exit(70)
+
+
+# -- in the cluster ------------------------------------------------------------------------------
+
+
+class ScanActor:
+    """A :class:`~deepscan.scanner.Scanner` in one Ray actor: models loaded once, files scored in turn.
+
+    Construction errors (no detector, a checkpoint for other encoders, an encoder that cannot be
+    loaded) are kept and reported by :meth:`ready`, so the driver can name them instead of seeing
+    a dead actor.
+
+    The models are loaded by the first call (and again by the first call after Ray restarts the
+    actor): every call carries ``detector``, ``[ref]`` to the checkpoint's bytes that the driver
+    shipped once with ``ray.put`` and holds for the whole scan, so no node needs a copy of the file.
+    The reference rides with the calls, not the constructor, because Ray cannot promise that the
+    constructor's object-store arguments outlive a restart (ray-project/ray#53727).
+
+    Parameters
+    ----------
+    options : dict
+        :class:`~deepscan.scanner.Scanner` arguments (``encoders``, ``experts``, ``cache``, ...).
+    detector_name : str
+        The checkpoint's file name (its stem names the detector in every result).
+    threads : int
+        Torch threads (the CPUs the actor was given).
+    """
+
+    def __init__(self, options: dict, detector_name: str, threads: int = 1):
+        self.options = options
+        self.detector_name = detector_name
+        self.threads = max(1, int(threads))
+        self.folder = _node_folder()
+        self.error = None
+        self.scanner = None
+        self.job = None
+
+    def _load(self, detector: list) -> None:
+        """Build the scanner once: torch threads, the shipped checkpoint, encoders, experts."""
+        if self.scanner is not None or self.error is not None:
+            return
+        import cv2
+        import ray
+        import torch
+
+        from deepscan.scanner import Scanner
+
+        torch.set_num_threads(self.threads)
+        cv2.setNumThreads(1)
+        try:
+            path = _node_copy(ray.get(detector[0]), self.detector_name, self.folder)
+            self.scanner = Scanner(detector=path, workers=0, threads=self.threads, **self.options)
+            self.job = self.scanner._job()
+        except (DeepscanError, ValueError, OSError) as error:
+            self.error = (type(error).__name__, getattr(error, "message", None) or str(error))
+
+    def ready(self, detector: list) -> dict:
+        """Load the models; ``{"error": (class name, message) or None, "detector": info, "job": DecodeJob, "node": id}``."""
+        import ray
+
+        self._load(detector)
+        if self.error is not None:
+            return {"error": self.error, "detector": None, "job": None, "node": None}
+        return {"error": None, "detector": self.scanner.detector_info, "job": self.job,
+                "node": ray.get_runtime_context().get_node_id()}
+
+    def _scanner(self, detector: list):
+        self._load(detector)
+        if self.error is not None:
+            raise _typed_error(*self.error)
+        return self.scanner
+
+    def scan_files(self, files: list[tuple[int, str, str | None]], detector: list) -> list[tuple[int, ScanResult]]:
+        """Fetch, decode, crop and score files; their windows share encoder and detector batches.
+
+        Parameters
+        ----------
+        files : list of (index, source, local path or None)
+        detector : list of ray.ObjectRef
+            ``[ref]`` to the checkpoint's bytes (see the class docstring).
+
+        Returns
+        -------
+        list of (index, ScanResult)
+            One per file, in the order given.
+        """
+        from deepscan.aggregate import FileState
+        from deepscan.workers import prepare_messages
+
+        scanner = self._scanner(detector)
+        states, locals_ = [], []
+        for _, source, local in files:
+            _maybe_exit(source)
+            try:
+                path = fetch(source, local, self.folder)
+                states.append(FileState(path))
+            except DeepscanError as error:
+                path = source
+                states.append(FileState(source, error=error, done=True))
+            locals_.append(path)
+
+        def source_messages():
+            for i, state in enumerate(states):
+                if state.done:
+                    continue
+                key, entry = scanner._lookup(state.path, self.job.key_config)
+                if entry is not None:
+                    yield i, ("hit", key, entry[0], entry[1])
+                    yield i, ("end",)
+                    continue
+                for message in prepare_messages(state.path, self.job, scanner.cropper, key, scanner.experts):
+                    yield i, message
+
+        try:
+            results = list(scanner._consume(states, source_messages(), None))
+        finally:
+            self._clean(files, locals_)
+        return [(index, _as_source(r, source, local))
+                for (index, source, _), r, local in zip(files, results, locals_)]
+
+    def score_decoded(self, index: int, source: str, local: str, messages: list,
+                      detector: list) -> list[tuple[int, ScanResult]]:
+        """Score one file decoded by :func:`decode_file` (``decode="tasks"``).
+
+        Parameters
+        ----------
+        index : int
+        source : str
+            The file as reported.
+        local : str
+            The path it was decoded from (a temporary copy for a URI).
+        messages : list
+            :func:`deepscan.workers.prepare_messages` output, or a cache hit.
+        detector : list of ray.ObjectRef
+            ``[ref]`` to the checkpoint's bytes.
+
+        Returns
+        -------
+        list of (index, ScanResult)
+            One item.
+        """
+        from deepscan.aggregate import FileState
+
+        import numpy as np
+
+        for message in messages:  # arrays read from the object store are read-only views of shared memory
+            if message[0] == "window":
+                window = message[1]
+                window.crops, window.waveform = np.array(window.crops), np.array(window.waveform)
+        state = FileState(local)
+        result = next(iter(self._scanner(detector)._consume([state], ((0, m) for m in messages), None)))
+        return [(index, _as_source(result, source, local))]
+
+    def _clean(self, files, locals_) -> None:
+        for (_, _, local), path in zip(files, locals_):
+            if local is None and path.startswith(self.folder):
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+
+
+
+def _node_folder() -> str:
+    """This node's folder for the shipped detector and fetched copies (``$TMPDIR/deepscan-ray``)."""
+    folder = os.path.join(tempfile.gettempdir(), "deepscan-ray")
+    os.makedirs(folder, exist_ok=True)
+    return folder
+
+
+def _node_copy(blob: bytes, name: str, folder: str) -> Path:
+    """The detector checkpoint written once per node, named by its content (atomic: several actors race)."""
+    import hashlib
+
+    digest = hashlib.sha256(blob).hexdigest()[:16]
+    target = Path(folder) / digest / (os.path.basename(name) or "detector.safetensors")  # the name is reported
+    if not target.exists() or target.stat().st_size != len(blob):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, partial = tempfile.mkstemp(dir=target.parent, suffix=".partial")
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(blob)
+        os.replace(partial, target)
+    return target
+
+
+_DECODER: dict = {}  # per decoding worker process: the job, its face cropper, experts and cache
+
+
+def decode_file(source: str, local: str | None, job) -> tuple[str, list]:
+    """A Ray task (``decode="tasks"``): fetch, hash, look up the node's cache, decode and crop one file.
+
+    Parameters
+    ----------
+    source : str
+        The file's path or URI.
+    local : str or None
+        Its local path, when it has one.
+    job : deepscan.workers.DecodeJob
+        The actors' decoding settings (window, sampling, face detector, experts, cache).
+
+    Returns
+    -------
+    (status, messages)
+        Two Ray objects (``num_returns=2``), so that the driver reads the small ``status``
+        (``{"local": path decoded, "long": bool}``) and passes ``messages`` to an actor unread:
+        :func:`deepscan.workers.prepare_messages` output or a cache hit. ``long`` is true (and
+        ``messages`` empty) when the file has more than :data:`SPLIT_MAX_WINDOWS` windows: its actor
+        decodes it, streaming.
+    """
+    from deepscan.cache import FeatureCache, cache_key, file_sha256
+    from deepscan.faces import FaceCropper
+    from deepscan.media import probe
+    from deepscan.workers import load_job_experts, prepare_messages
+
+    if _DECODER.get("job") != job:
+        import cv2
+
+        cv2.setNumThreads(1)
+        _DECODER.update(job=job, cropper=FaceCropper(job.face_config, detect_every=job.detect_every),
+                        experts=load_job_experts(job), cache=FeatureCache(job.cache_path) if job.cache_path else None,
+                        folder=_node_folder())
+    try:
+        path = fetch(source, local, _DECODER["folder"])
+    except DeepscanError as error:
+        return {"local": source, "long": False}, [("error", type(error).__name__, error.message), ("end",)]
+    try:
+        key = None
+        if _DECODER["cache"] is not None:
+            try:
+                key = cache_key(file_sha256(path), **job.key_config)
+                entry = _DECODER["cache"].get(key)
+            except Exception:  # unreadable file (probe says why) or a locked cache: decode
+                entry = None
+            if entry is not None:
+                return {"local": path, "long": False}, [("hit", key, entry[0], entry[1]), ("end",)]
+        try:
+            duration = probe(path, job.limits).duration_s or 0.0
+        except Exception:
+            duration = 0.0  # prepare_messages reports the error
+        if duration > SPLIT_MAX_WINDOWS * job.window_s:
+            return {"local": path, "long": True}, []
+        messages = list(prepare_messages(path, job, _DECODER["cropper"], key, _DECODER["experts"]))
+        return {"local": path, "long": False}, messages
+    finally:
+        if local is None and path != source:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
+# -- the driver ----------------------------------------------------------------------------------
+
+
+def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Join a Ray cluster: ``address``, else ``$RAY_ADDRESS``, else a new local cluster.
+
+    Parameters
+    ----------
+    address : str, optional
+        ``auto``, ``HOST:PORT`` of a head node's GCS, ``ray://HOST:10001`` (Ray Client), or
+        ``local`` for a new cluster on this machine.
+    num_cpus : int, optional
+        CPUs of a new local cluster (default: all).
+
+    Returns
+    -------
+    bool
+        True when this call started Ray (the caller shuts it down); False when Ray was already
+        initialised in this process.
+
+    Raises
+    ------
+    ImportError
+        Without Ray.
+    ConnectionError
+        When the cluster cannot be reached.
+    """
+    import logging
+
+    ray = require_ray()
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    kwargs = {"include_dashboard": False, "logging_level": logging.WARNING}
+    if address == "local":
+        kwargs["num_cpus"] = num_cpus
+    try:
+        ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        raise ConnectionError(f"cannot join the Ray cluster at {address}: {error}") from error
+    return True
+
+
+def _read_blob(path) -> tuple[bytes, str]:
+    text = restore_uri(path)
+    try:
+        if is_uri(text):
+            filesystem, inner = _filesystem(text)
+            with filesystem.open_input_stream(inner) as stream:
+                return stream.read(), os.path.basename(inner)
+        return Path(text).read_bytes(), os.path.basename(text)
+    except Exception as error:
+        raise CheckpointError(f"cannot read the detector checkpoint {text}: {error}") from None
+
+
+def _typed_error(name: str, message: str) -> Exception:
+    from deepscan import errors
+
+    cls = getattr(errors, name, None)
+    if isinstance(cls, type) and issubclass(cls, DeepscanError):
+        try:
+            return cls(message)
+        except TypeError:
+            pass
+    return ValueError(message) if name == "ValueError" else errors.ModelLoadingError(message)
+
+
+class RayScanner:
+    """A pool of :class:`ScanActor` on a Ray cluster: the :class:`~deepscan.scanner.Scanner` API, scaled out.
+
+    Parameters
+    ----------
+    detector : str or os.PathLike or None
+        Detector checkpoint, a local path or URI read by the driver and shipped to the actors;
+        ``None`` reads ``$DEEPSCAN_DETECTOR``.
+    encoders : str
+        As :class:`~deepscan.scanner.Scanner` (a hub id or a folder present on every node).
+    address : str, optional
+        Cluster to join (see :func:`connect`); ignored when Ray is already initialised here.
+    actors : int, optional
+        Scoring actors. Default: one per GPU where the cluster has GPUs (and ``device`` is not
+        ``cpu``), else one per ``actor_cpus`` CPUs (``decode="actor"``) or per two CPUs, leaving the
+        others to decoding tasks (``decode="tasks"``).
+    actor_cpus : float
+        CPUs reserved per actor (its torch threads).
+    actor_gpus : float, optional
+        GPUs per actor (default: 1 where the cluster has GPUs, else 0).
+    decode : str
+        ``"actor"`` (decode where the models are) or ``"tasks"`` (decode in Ray tasks); see the
+        module docstring.
+    files_per_call : int
+        Files per actor call in ``"actor"`` mode.
+    num_cpus : int, optional
+        CPUs of a new local cluster.
+    **options
+        Other :class:`~deepscan.scanner.Scanner` arguments (``device``, ``precision``, ``experts``,
+        ``models_dir``, ``cache``, ``face_config``, ``batch_frames``, ``limits`` ...); ``workers``
+        and ``threads`` are set per actor.
+
+    Raises
+    ------
+    ImportError
+        Without the ``ray`` extra.
+    DetectorNotConfiguredError, CheckpointError, ModelLoadingError, ValueError
+        As :class:`~deepscan.scanner.Scanner`, raised by the first actor that failed to load.
+    ConnectionError
+        When the cluster cannot be reached.
+    """
+
+    def __init__(self, detector=None, encoders: str = "default", *, address: str | None = None,
+                 actors: int | None = None, actor_cpus: float = 1.0, actor_gpus: float | None = None,
+                 decode: str = "actor", files_per_call: int = FILES_PER_CALL, num_cpus: int | None = None,
+                 **options):
+        from deepscan.scanner import DETECTOR_ENV, NO_DETECTOR_HELP
+
+        if decode not in DECODE_MODES:
+            raise ValueError(f"decode must be one of {DECODE_MODES}, not {decode!r}")
+        if actors is not None and actors < 1:
+            raise ValueError(f"actors must be >= 1, got {actors}")
+        options.pop("workers", None)
+        options.pop("threads", None)
+        detector = detector if detector is not None else os.environ.get(DETECTOR_ENV) or None
+        if detector is None:
+            raise DetectorNotConfiguredError(NO_DETECTOR_HELP)
+        blob, name = _read_blob(detector)
+        ray = require_ray()
+        self.decode = decode
+        self.files_per_call = max(1, int(files_per_call))
+        self.actors: list = []
+        self._started_ray = connect(address, num_cpus)
+        try:
+            resources = ray.cluster_resources()
+            cpus, gpus = resources.get("CPU", 1.0), resources.get("GPU", 0.0)
+            if actor_gpus is None:
+                actor_gpus = 1.0 if gpus >= 1 and options.get("device", "auto") != "cpu" else 0.0
+            if actors is None:
+                if actor_gpus:
+                    actors = max(1, int(gpus // actor_gpus))
+                elif decode == "tasks":
+                    actors = max(1, int(cpus // 2))
+                else:
+                    actors = max(1, int(cpus // actor_cpus))
+            env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+            actor_class = ray.remote(ScanActor).options(
+                num_cpus=actor_cpus, num_gpus=actor_gpus, max_restarts=-1, max_task_retries=ACTOR_TASK_RETRIES,
+                runtime_env={"env_vars": env} if env else None)
+            self._blob = [ray.put(blob)]  # held while the actors live: a restarted actor reads it again
+            options = {**options, "encoders": encoders}
+            self.actors = [actor_class.remote(options, name, max(1, int(actor_cpus))) for _ in range(actors)]
+            infos = ray.get([a.ready.remote(self._blob) for a in self.actors])
+        except BaseException:
+            self.close()
+            raise
+        failed = [info["error"] for info in infos if info["error"] is not None]
+        if failed:
+            self.close()
+            raise _typed_error(*failed[0])
+        self.detector_info = infos[0]["detector"]
+        self.job = infos[0]["job"]
+        self.nodes = sorted({info["node"] for info in infos})
+        self._decode_task = ray.remote(decode_file).options(num_cpus=1, max_retries=DECODE_RETRIES, num_returns=2)
+
+    def close(self) -> None:
+        """Stop the actors, and the local cluster when this scanner started it."""
+        try:
+            import ray
+        except ImportError:
+            return
+        for actor in self.actors:
+            try:
+                ray.kill(actor)
+            except Exception:
+                pass
+        self.actors = []
+        if self._started_ray and ray.is_initialized():
+            ray.shutdown()
+            self._started_ray = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def scan(self, paths, recursive: bool = True, skip: Callable[[str], bool] | None = None,
+             on_progress: Callable[[str, float], None] | None = None, decode: str | None = None) -> Iterator[ScanResult]:
+        """Scan files, folders and URIs on the cluster, yielding each file's result as it is done.
+
+        Parameters
+        ----------
+        paths : str, os.PathLike or iterable of them
+            Local files and folders (on a shared file system when the cluster has several
+            nodes), or URIs that :mod:`pyarrow.fs` understands.
+        recursive : bool
+            Walk into subfolders.
+        skip : callable(path) -> bool, optional
+            Files (as reported: path or URI) not to scan (``--resume``).
+        on_progress : callable(path, media_seconds), optional
+            Called as each file is done, with its duration.
+        decode : str, optional
+            Override of the scanner's ``decode`` for this call (the actors serve both).
+
+        Yields
+        ------
+        ScanResult
+            One per file, in completion order (not input order), failures included. If the
+            generator is closed early (Ctrl-C), the calls in flight are cancelled.
+        """
+        if not self.actors:
+            raise RuntimeError("this RayScanner is closed")
+        decode = self.decode if decode is None else decode
+        if decode not in DECODE_MODES:
+            raise ValueError(f"decode must be one of {DECODE_MODES}, not {decode!r}")
+        todo = []
+        for item in list_inputs(paths, recursive=recursive):
+            if skip is not None and skip(item.source):
+                continue
+            if item.error is not None:
+                yield ScanResult.error(item.source, item.error.reason, item.error.message, detector=self.detector_info)
+                continue
+            todo.append(item)
+        for result in self._run(todo, decode):
+            if on_progress is not None:
+                on_progress(result.path, float(result.media.get("duration_s") or 0.0))
+            yield result
+
+    def _crashed(self, item: InputFile) -> ScanResult:
+        error = DecoderCrashedError(
+            f"scorer crashed: the Ray actor scanning this file died {(1 + ACTOR_TASK_RETRIES) * (1 + FILE_RETRIES)} times "
+            "(out of memory, a decoder bug, or a lost node); the other files were scanned", item.source)
+        return ScanResult.error(item.source, error.reason, error.message, detector=self.detector_info)
+
+    def _run(self, todo: list[InputFile], decode: str) -> Iterator[ScanResult]:
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
+
+        items = {item.index: item for item in todo}
+        done: set[int] = set()
+        attempts: dict[int, int] = {}
+        load = [0] * len(self.actors)
+        calls: dict = {}  # actor call ref -> (actor, [file index])
+        decodes: dict = {}  # decoding task ref -> file index ("tasks" mode)
+        decoded: deque = deque()  # (file index, decode ref) ready for an actor
+        if decode == "tasks":
+            waiting = deque([[i] for i in items])
+        else:
+            order = list(items)
+            waiting = deque(order[i:i + self.files_per_call] for i in range(0, len(order), self.files_per_call))
+        decode_limit = 2 * len(self.actors) + 2  # decoded files in flight or waiting: bounds the object store
+        finished = False
+        try:
+            while waiting or calls or decodes or decoded:
+                if decode == "tasks":
+                    while waiting and len(decodes) + len(decoded) < decode_limit:
+                        (index,) = waiting.popleft()
+                        item = items[index]
+                        status, messages = self._decode_task.remote(item.source, item.local, self.job)
+                        decodes[status] = (index, messages)
+                for a in sorted(range(len(self.actors)), key=lambda a: load[a]):
+                    while load[a] < CALLS_IN_FLIGHT:
+                        if decode == "tasks" and decoded:
+                            index, local, messages = decoded.popleft()
+                            call = self.actors[a].score_decoded.remote(index, items[index].source, local, messages,
+                                                                      self._blob)
+                            batch = [index]
+                        elif decode == "actor" and waiting:
+                            batch = waiting.popleft()
+                            call = self.actors[a].scan_files.remote(
+                                [(i, items[i].source, items[i].local) for i in batch], self._blob)
+                        else:
+                            break
+                        calls[call] = (a, batch)
+                        load[a] += 1
+                ready, _ = ray.wait([*calls, *decodes], num_returns=1, fetch_local=False)
+                ref = ready[0]
+                if ref in decodes:
+                    index, messages = decodes.pop(ref)
+                    try:
+                        status = ray.get(ref)
+                    except (WorkerCrashedError, RayTaskError) as error:
+                        done.add(index)
+                        yield self._decode_failed(items[index], error)
+                        continue
+                    if status["long"]:  # decoded by its actor, window by window
+                        a = min(range(len(self.actors)), key=lambda a: load[a])
+                        item = items[index]
+                        calls[self.actors[a].scan_files.remote([(index, item.source, item.local)], self._blob)] = (a, [index])
+                        load[a] += 1
+                        continue
+                    decoded.append((index, status["local"], messages))
+                    continue
+                a, batch = calls.pop(ref)
+                load[a] -= 1
+                try:
+                    results = ray.get(ref)
+                except RayActorError:
+                    if len(batch) > 1:  # isolate the file that kills the actor
+                        waiting.extendleft([[i] for i in reversed(batch)])
+                        continue
+                    (index,) = batch
+                    attempts[index] = attempts.get(index, 0) + 1
+                    if attempts[index] <= FILE_RETRIES:
+                        if decode == "tasks":
+                            waiting.appendleft([index])
+                        else:
+                            waiting.appendleft(batch)
+                        continue
+                    results = [(index, self._crashed(items[index]))]
+                except RayTaskError as error:  # a bug in deepscan, not in a file: report it, go on
+                    results = [(i, self._decode_failed(items[i], error)) for i in batch]
+                for index, result in results:
+                    if index in done:
+                        continue
+                    done.add(index)
+                    yield result
+            finished = True
+        finally:
+            if not finished:
+                for ref in [*calls, *decodes]:
+                    try:
+                        ray.cancel(ref)
+                    except Exception:
+                        pass
+
+    def _decode_failed(self, item: InputFile, error: Exception) -> ScanResult:
+        from ray.exceptions import WorkerCrashedError
+
+        if isinstance(error, WorkerCrashedError):
+            crash = DecoderCrashedError(
+                f"decoder crashed: the Ray task decoding this file died {1 + DECODE_RETRIES} times", item.source)
+            return ScanResult.error(item.source, crash.reason, crash.message, detector=self.detector_info)
+        cause = getattr(error, "cause", None) or error
+        text = f"could not scan: {type(cause).__name__}: {cause}"
+        return ScanResult.error(item.source, "scan error", text, detector=self.detector_info)
+
+
+def scan_ray(paths, detector=None, encoders: str = "default", **options) -> list[ScanResult]:
+    """Scan files, folders and URIs on a Ray cluster with one call (the Ray twin of :func:`deepscan.scanner.scan`).
+
+    Parameters
+    ----------
+    paths : str, os.PathLike or iterable of them
+        Local files and folders, or URIs (``s3://``, ``gs://``, ``file://`` ...).
+    detector : str or os.PathLike, optional
+        Detector checkpoint; ``None`` reads ``$DEEPSCAN_DETECTOR``.
+    encoders : str
+        ``"default"``, ``"debug"`` or a folder present on every node.
+    **options
+        :class:`RayScanner` and :class:`~deepscan.scanner.Scanner` arguments (``address``,
+        ``actors``, ``decode``, ``experts``, ``device`` ...).
+
+    Returns
+    -------
+    list of ScanResult
+        One per file, in input order.
+    """
+    with RayScanner(detector=detector, encoders=encoders, **options) as scanner:
+        results = list(scanner.scan(paths))
+    order = {item.source: item.index for item in list_inputs(paths)}
+    return sorted(results, key=lambda r: order.get(r.path, len(order)))
+
+
+# -- Parquet ---------------------------------------------------------------------------------------
+
+PARQUET_SCALARS = (("path", "string"), ("status", "string"), ("reason", "string"), ("verdict", "string"),
+                   ("p_fake", "float64"), ("threshold", "float64"), ("top_modality", "string"),
+                   ("elapsed_s", "float64"))
+PARQUET_JSON = ("modalities", "cues", "windows", "media", "faces", "detector", "thumbnails")
+
+
+def _parquet_schema():
+    import pyarrow as pa
+
+    fields = [pa.field(name, getattr(pa, kind)()) for name, kind in PARQUET_SCALARS]
+    fields += [pa.field(name, pa.string()) for name in PARQUET_JSON]
+    return pa.schema(fields, metadata={b"deepscan": b"scan results: nested fields as JSON text"})
+
+
+def write_parquet(results, target) -> str:
+    """Write results as one Parquet file: a local path or a URI.
+
+    The record is :meth:`ScanResult.to_dict`: its scalar fields are typed columns (``path``,
+    ``status``, ``reason``, ``verdict``, ``p_fake``, ``threshold``, ``top_modality``,
+    ``elapsed_s``), its nested ones (``modalities``, ``cues``, ``windows``, ``media``, ``faces``,
+    ``detector``, ``thumbnails``) JSON text, so that every result has the same columns.
+
+    Parameters
+    ----------
+    results : iterable of ScanResult
+    target : str or os.PathLike
+
+    Returns
+    -------
+    str
+        Where it was written.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from deepscan.writers.safe import json_dumps
+
+    rows = [r.to_dict() for r in results]
+    columns = {name: [row.get(name) for row in rows] for name, _ in PARQUET_SCALARS}
+    columns.update({name: [json_dumps(row.get(name)) for row in rows] for name in PARQUET_JSON})
+    table = pa.Table.from_pydict(columns, schema=_parquet_schema())
+    text = restore_uri(target)
+    if is_uri(text):
+        filesystem, path = _filesystem(text)
+        pq.write_table(table, path, filesystem=filesystem)
+    else:
+        Path(text).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, text)
+    return text
+
+
+def read_parquet(source) -> list[ScanResult]:
+    """Results from a file written by :func:`write_parquet` (local path or URI)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    text = restore_uri(source)
+    if is_uri(text):
+        filesystem, path = _filesystem(text)
+        table = pq.read_table(path, filesystem=filesystem)
+    else:
+        table = pq.read_table(text)
+    out = []
+    for row in table.to_pylist():
+        for name in PARQUET_JSON:
+            row[name] = json.loads(row[name]) if row.get(name) is not None else None
+        row = {k: v for k, v in row.items() if v is not None or k in dict(PARQUET_SCALARS)}
+        out.append(ScanResult.from_dict(row))
+    return out
+
+
+# -- the CLI ---------------------------------------------------------------------------------------
+
+
+def _open_text_output(target: str | None, prior: bytes, append_local: bool):
+    """A text stream for results: stdout, a local file, or a URI (``prior`` bytes written first)."""
+    import sys
+
+    if target is None:
+        return sys.stdout, False
+    if is_uri(target):
+        filesystem, path = _filesystem(target)
+        raw = filesystem.open_output_stream(path)
+        if prior:
+            raw.write(prior)
+        return io.TextIOWrapper(raw, encoding="utf-8", newline="", write_through=True), True
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    return open(target, "a" if append_local else "w", encoding="utf-8", newline="", buffering=1), True
+
+
+def _prior_results(target: str) -> tuple[list[ScanResult], bytes]:
+    """Results already in a JSON Lines output (local or URI) and, for a URI, the bytes to keep."""
+    from deepscan.cli.check import _resume_from
+    from deepscan.writers.jsonout import read_jsonl
+
+    if not is_uri(target):
+        return _resume_from(Path(target)), b""
+    from pyarrow import fs
+
+    filesystem, path = _filesystem(target)
+    if filesystem.get_file_info(path).type == fs.FileType.NotFound:
+        return [], b""
+    with filesystem.open_input_stream(path) as stream:
+        data = stream.read()
+    data = data[: data.rfind(b"\n") + 1]  # a line cut by a kill is dropped
+    with tempfile.NamedTemporaryFile(suffix=".jsonl") as copy:
+        copy.write(data)
+        copy.flush()
+        return list(read_jsonl(copy.name)), data
+
+
+def check_on_ray(paths, *, address=None, actors=None, output=None, output_format="table", resume=False,
+                 html=None, fail_on_fake=False, quiet=False, recursive=True, face_detector="auto", yunet_model=None,
+                 **scanner_options) -> int:
+    """``deepscan check ... --ray``: scan on a cluster, write results as the local check does; the exit code.
+
+    Results stream to ``output`` (a local path or a URI) as JSON Lines or CSV while the scan runs
+    (in completion order); ``table``, ``json`` and ``junit`` are written at the end in input
+    order; an ``output`` ending in ``.parquet`` gets a Parquet file (:func:`write_parquet`) at the
+    end. ``resume`` needs ``--format jsonl`` and an output, as locally.
+
+    Parameters
+    ----------
+    paths : list
+        Paths and URIs as the CLI parsed them (``pathlib`` folds ``s3://``; it is restored).
+    address, actors
+        See :class:`RayScanner`.
+    output, output_format, resume, html, fail_on_fake, quiet, recursive, face_detector, yunet_model
+        As ``deepscan check`` (a YuNet file named here must exist on every node).
+    **scanner_options
+        :class:`~deepscan.scanner.Scanner` arguments.
+
+    Returns
+    -------
+    int
+        The exit code (:mod:`deepscan.cli.common`).
+    """
+    from deepscan.cli.check import _streaming_writer, _write_final
+    from deepscan.cli.common import (
+        EXIT_FAKE, EXIT_FILE_ERRORS, EXIT_INTERRUPTED, EXIT_MODEL_ERROR, EXIT_OK, EXIT_USAGE, OutputFormat,
+        progress_enabled, stderr,
+    )
+    from deepscan.errors import ModelLoadingError
+    from deepscan.results import summarize
+    from deepscan.writers.safe import markup_text
+
+    fmt = OutputFormat(output_format)
+    target = restore_uri(output) if output is not None else None
+    parquet = target is not None and target.lower().endswith(".parquet")
+    sources = [restore_uri(p) for p in paths]
+    missing = [s for s in sources if not is_uri(s) and not os.path.lexists(s)]
+    if missing:
+        stderr.print(f"[red]error:[/] no such file or directory: {markup_text(', '.join(missing))}")
+        return EXIT_USAGE
+    results, prior = [], b""
+    if resume:
+        if fmt != OutputFormat.jsonl or target is None or parquet:
+            stderr.print("[red]error:[/] --resume needs --format jsonl and --output FILE")
+            return EXIT_USAGE
+        try:
+            results, prior = _prior_results(target)
+        except (ValueError, OSError) as error:
+            stderr.print(f"[red]error:[/] cannot resume from {markup_text(target)}: {markup_text(error)}")
+            return EXIT_USAGE
+        if results:
+            stderr.print(f"resuming: {len(results)} files already in {markup_text(target)}")
+    try:
+        if face_detector == "yunet":
+            from deepscan.faces import FaceDetectorConfig
+            from deepscan.weights import model_path
+
+            scanner_options["face_config"] = FaceDetectorConfig(
+                backend="yunet", model_path=str(yunet_model or model_path("yunet", scanner_options.get("models_dir"))))
+        elif face_detector != "auto":
+            from deepscan.faces import FaceDetectorConfig
+
+            scanner_options["face_config"] = FaceDetectorConfig(backend=face_detector)
+        scanner = RayScanner(address=address, actors=actors, **scanner_options)
+    except ImportError as error:
+        stderr.print(f"[red]error:[/] {markup_text(error)}")
+        return EXIT_USAGE
+    except DetectorNotConfiguredError as error:
+        stderr.print(f"[red]error:[/] {error.message}")
+        return EXIT_USAGE
+    except (ModelLoadingError, CheckpointError) as error:
+        stderr.print(f"[red]error:[/] {markup_text(error)}")
+        return EXIT_MODEL_ERROR
+    except (DeepscanError, ValueError, ConnectionError) as error:
+        stderr.print(f"[red]error:[/] {markup_text(error)}")
+        return EXIT_USAGE
+    if scanner.detector_info.get("label"):
+        stderr.print(f"[bold yellow]{markup_text(scanner.detector_info['label'])}[/]")
+    stderr.print(f"ray: {len(scanner.actors)} actors on {len(scanner.nodes)} node(s), decoding in "
+                 f"{'tasks' if scanner.decode == 'tasks' else 'the actors'}")
+    done = {p for r in results for p in ((r.path,) if is_uri(r.path) else (r.path, os.path.abspath(r.path)))}
+    interrupted = False
+    stream, close = (None, False) if parquet else _open_text_output(target, prior, append_local=resume)
+    try:
+        writer = _streaming_writer(fmt, stream) if stream is not None else None
+        with _file_progress(not progress_enabled(quiet)) as progress:
+            task = progress.add_task("scanning", total=None)
+            try:
+                skip = (lambda p: p in done or (not is_uri(p) and os.path.abspath(p) in done)) if done else None
+                for result in scanner.scan(sources, recursive=recursive, skip=skip):
+                    results.append(result)
+                    progress.update(task, description=f"{len(results)} files", advance=1)
+                    if writer is not None:
+                        writer.write(result)
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
+                scanner.close()
+        order = {s: i for i, s in enumerate(item.source for item in list_inputs(sources, recursive))}
+        ordered = sorted(results, key=lambda r: order.get(r.path, len(order)))
+        if parquet:
+            write_parquet(ordered, target)
+        elif stream is not None:
+            _write_final(fmt, ordered, stream, target)
+    finally:
+        if close:
+            stream.close()
+    if html is not None:
+        from deepscan.writers.html import write_html
+
+        try:
+            stderr.print(f"report: {markup_text(write_html(ordered, html))}")
+        except OSError as error:
+            stderr.print(f"[red]error:[/] cannot write the HTML report {markup_text(html)}: {markup_text(error)}")
+            return EXIT_USAGE
+    counts = summarize(results)
+    stderr.print(", ".join(f"{v} {k}" for k, v in counts.items()))
+    if interrupted:
+        return EXIT_INTERRUPTED
+    if fail_on_fake and counts["fake"]:
+        return EXIT_FAKE
+    return EXIT_FILE_ERRORS if counts["errors"] else EXIT_OK
+
+
+class _NoProgress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, *args, **kwargs):
+        return 0
+
+    def update(self, *args, **kwargs):
+        pass
+
+
+def _file_progress(disabled: bool):
+    if disabled:
+        return _NoProgress()
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from deepscan.cli.common import stderr
+
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=stderr,
+                    transient=True)
