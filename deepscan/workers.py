@@ -132,7 +132,7 @@ def prepare_windows(
         evidence = None
         if experts is not None:
             evidence = experts.run(faces, window.frame_times_s, waveform, window.start_s, audio_reason,
-                                   window.has_frames)
+                                   window.has_frames, window.frames)
         yield PreparedWindow(window.index, window.start_s, window.end_s, crops, window.frame_times_s,
                              waveform, with_face, n_faces, audio_reason, evidence=evidence,
                              face_detector=faces.detector_name if faces is not None else None)

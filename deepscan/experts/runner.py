@@ -49,8 +49,19 @@ CUES = {
     "meso4": ("meso4-df", "face"),
     "meso4-f2f": ("meso4-f2f", "face"),
     "av_sync": (None, "audio-visual"),
+    "synthetic_speech": (None, "audio"),
+    "generated_image": (None, "image"),
+    "face_forgery": (None, "face"),
 }
-DEFAULT_CUES = ("aasist", "meso4")
+DEFAULT_CUES = ("aasist", "meso4", "synthetic_speech", "generated_image", "face_forgery")
+# learned experts (issue 12): cue -> (module, loader, packaged weights file); their weights ship inside the package
+LEARNED = {
+    "synthetic_speech": ("deepscan.experts.speech_learned", "load_speech_expert", "synthetic_speech.safetensors"),
+    "generated_image": ("deepscan.experts.generated_image", "load_image_expert", "generated_image.safetensors"),
+    "face_forgery": ("deepscan.experts.face_forgery", "load_face_expert", "face_forgery.safetensors"),
+}
+PACKAGED_WEIGHTS = os.path.join(os.path.dirname(__file__), "weights")
+FRAMES_PER_WINDOW_IMAGE = 1  # frames of a video window the generated-image expert scores (the middle one)
 AASIST_VARIANTS = {"aasist": "AASIST", "aasist-l": "AASIST-L"}
 MESO_BATCH = 32  # face crops per Meso-4 call
 
@@ -143,6 +154,17 @@ def resolve_experts(names="auto", models_dir: str | os.PathLike | None = None) -
     cues, paths, provenance, unavailable = [], {}, {}, {}
     for name in wanted:
         registry, _ = CUES[name]
+        if name in LEARNED:
+            path = os.path.join(PACKAGED_WEIGHTS, LEARNED[name][2])
+            if not os.path.isfile(path):
+                if strict:
+                    raise ModelLoadingError(f"the {name} expert's weights are not in this installation: {path}")
+                unavailable[name] = "weights not shipped in this installation"
+                continue
+            cues.append(name)
+            paths[name] = path
+            provenance[name] = _learned_provenance(name, path)
+            continue
         if registry is None:
             cues.append(name)
             paths[name] = None
@@ -163,6 +185,33 @@ def resolve_experts(names="auto", models_dir: str | os.PathLike | None = None) -
         provenance[name] = {"expert": entry.name, "weights_sha256": entry.sha256, "licence": entry.licence,
                             "trained_on": entry.trained_on, "detects": entry.detects}
     return ExpertsConfig(tuple(cues), paths, provenance, unavailable, speech=False)
+
+
+def _learned_provenance(name: str, path: str) -> dict:
+    """Provenance of a packaged learned expert from its safetensors metadata."""
+    import json
+
+    from safetensors import safe_open
+
+    from deepscan.weights import sha256_of
+
+    with safe_open(path, "pt") as f:
+        meta = f.metadata() or {}
+    summary = ""
+    for key in ("provenance", "metadata", "deepscan"):
+        if key in meta:
+            try:
+                data = json.loads(meta[key])
+            except ValueError:
+                continue
+            data = data.get("provenance", data) if isinstance(data, dict) else {}
+            summary = str(data.get("trained_on") or data.get("data") or "")
+            break
+    return {"expert": name, "weights_sha256": sha256_of(path), "licence": "see the model card",
+            "trained_on": summary or "deepscan harvest (see the model card in the README)",
+            "detects": {"synthetic_speech": "synthetic or converted speech",
+                        "generated_image": "GAN and diffusion images",
+                        "face_forgery": "manipulated faces (swaps, reenactment, blending)"}[name]}
 
 
 @dataclass
@@ -208,7 +257,14 @@ class Experts:
         self.config = config
         self.aasist = {}
         self.meso = {}
+        self.learned = {}
         for name in config.cues:
+            if name in LEARNED:
+                import importlib
+
+                module, loader, _ = LEARNED[name]
+                self.learned[name] = getattr(importlib.import_module(module), loader)(config.paths[name])
+                continue
             if name in AASIST_VARIANTS:
                 from deepscan.experts.aasist import load_aasist
 
@@ -218,14 +274,14 @@ class Experts:
 
                 self.meso[name] = load_meso4(config.paths[name])
         self.speech = None
-        if config.speech and (self.aasist or "av_sync" in config.cues):
+        if config.speech and (self.aasist or "av_sync" in config.cues or "synthetic_speech" in self.learned):
             from deepscan.experts.speech import SpeechDetector
 
             self.speech = SpeechDetector()
 
     @torch.inference_mode()
     def run(self, faces, frame_times_s: np.ndarray, waveform: np.ndarray, start_s: float,
-            audio_reason: str | None, has_frames: bool) -> WindowEvidence:
+            audio_reason: str | None, has_frames: bool, frames: np.ndarray | None = None) -> WindowEvidence:
         """Run every configured expert on one window.
 
         Parameters
@@ -242,6 +298,8 @@ class Experts:
             Why the window has no usable audio (``"no audio stream"``, ``"audio too short"``).
         has_frames : bool
             Whether the window has visual frames.
+        frames : np.ndarray, optional
+            uint8 RGB ``(T, H, W, 3)`` full frames (for the generated-image expert).
 
         Returns
         -------
@@ -261,6 +319,12 @@ class Experts:
             face_reason = "no face"
         for name, model in self.meso.items():
             evidence.cues[name] = self._meso(name, model, faces, frame_times_s, start_s, face_reason, evidence)
+        if "synthetic_speech" in self.learned:
+            evidence.cues["synthetic_speech"] = self._learned_speech(waveform, speech_reason, evidence)
+        if "generated_image" in self.learned:
+            evidence.cues["generated_image"] = self._learned_image(frames, frame_times_s, start_s, evidence)
+        if "face_forgery" in self.learned:
+            evidence.cues["face_forgery"] = self._learned_face(faces, frame_times_s, start_s, face_reason, evidence)
         if "av_sync" in self.config.cues:
             evidence.cues["av_sync"] = self._sync(faces, frame_times_s, waveform, start_s,
                                                   face_reason or speech_reason, evidence)
@@ -293,6 +357,34 @@ class Experts:
         evidence.tokens[name] = (torch.cat([torch.cat(embeddings), -logit_real[:, None]], dim=1), times)
         p_fake = float((1.0 - torch.sigmoid(logit_real)).mean())
         return cue(p_fake, frames=int(len(rows)))
+
+    def _learned_speech(self, waveform, reason, evidence) -> dict:
+        if reason is not None:
+            return cue(reason=reason)
+        p_fake, tokens, times = self.learned["synthetic_speech"].score(waveform)
+        evidence.tokens["synthetic_speech"] = (torch.as_tensor(np.asarray(tokens), dtype=torch.float32),
+                                               torch.as_tensor(np.asarray(times), dtype=torch.float32))
+        return cue(p_fake)
+
+    def _learned_image(self, frames, frame_times_s, start_s, evidence) -> dict:
+        if frames is None or not len(frames):
+            return cue(reason="no frames")
+        middle = len(frames) // 2
+        p_fake, token = self.learned["generated_image"].score(frames[middle])
+        evidence.tokens["generated_image"] = (
+            torch.as_tensor(np.asarray(token), dtype=torch.float32)[None],
+            torch.tensor([float(frame_times_s[middle]) - start_s], dtype=torch.float32))
+        return cue(p_fake)
+
+    def _learned_face(self, faces, frame_times_s, start_s, reason, evidence) -> dict:
+        if reason is not None:
+            return cue(reason=reason)
+        rows = np.flatnonzero(faces.found)
+        p_fake, tokens = self.learned["face_forgery"].score(faces.meso_crops[rows])
+        evidence.tokens["face_forgery"] = (
+            torch.as_tensor(tokens, dtype=torch.float32),
+            torch.as_tensor(np.asarray(frame_times_s)[rows] - start_s, dtype=torch.float32))
+        return cue(float(np.mean(p_fake)), frames=int(len(rows)))
 
     def _sync(self, faces, frame_times_s, waveform, start_s, reason, evidence) -> dict:
         from deepscan.experts import sync
