@@ -185,3 +185,64 @@ def bootstrap_metric(labels, scores, groups=None, metric: Callable = auc, rounds
         return point, float("nan"), float("nan")
     lo, hi = np.percentile(values, [100 * (1 - CONFIDENCE) / 2, 100 * (1 + CONFIDENCE) / 2])
     return point, float(lo), float(hi)
+
+
+def score_table(files: list[LabelledFile], scores: dict, subsets: dict | None = None, threshold: float | None = None,
+                rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0) -> dict:
+    """Per kind, per method and per subset: each scorer's AUC, EER, AP (and accuracy, ECE) with intervals.
+
+    Parameters
+    ----------
+    files : list of LabelledFile
+        The labelled files that were scored.
+    scores : dict
+        Scorer name (``"p_fake"``, ``"aasist"``, ...) -> ``{path str: score or None}``; higher means
+        more likely fake. A file a scorer leaves ``None`` (the cue did not apply) is left out of that
+        scorer's metrics, and the coverage says how many were scored.
+    subsets : dict, optional
+        Subset name -> predicate ``LabelledFile -> bool`` (e.g. the clean comparisons of a data set).
+    threshold : float, optional
+        Decision threshold of the ``"p_fake"`` scorer, for accuracy at the threshold.
+    rounds, seed : int
+        Bootstrap resamples (over pairs) and their seed.
+
+    Returns
+    -------
+    dict
+        ``{"kinds": {kind: {scorer: metrics}}, "methods": {kind: {method: {scorer: metrics}}},
+        "subsets": {name: {scorer: metrics}}}``, metrics being ``{"n", "n_real", "n_fake", "coverage",
+        "auc", "auc_lo", "auc_hi", "eer", "ap", "accuracy", "ece"}`` (None where undefined).
+    """
+    from deepscan.training.metrics import detection_metrics
+
+    def metrics(rows: list[LabelledFile], scorer: str) -> dict:
+        values = scores[scorer]
+        kept = [(r, values.get(str(r.path))) for r in rows]
+        kept = [(r, v) for r, v in kept if v is not None]
+        labels = np.array([r.label for r, _ in kept], dtype=int)
+        score = np.array([v for _, v in kept], dtype=np.float64)
+        out = {"n": len(kept), "n_real": int((labels == 0).sum()), "n_fake": int((labels == 1).sum()),
+               "coverage": f"{len(kept)}/{len(rows)}", "auc": None, "auc_lo": None, "auc_hi": None, "eer": None,
+               "ap": None, "accuracy": None, "ece": None}
+        if out["n_real"] and out["n_fake"]:
+            point, lo, hi = bootstrap_metric(labels, score, [r.pair for r, _ in kept], auc, rounds, seed)
+            out.update(auc=point, auc_lo=lo, auc_hi=hi)
+            full = detection_metrics(labels, score, threshold if threshold is not None else 0.5)
+            out.update(eer=full["eer"], ap=full["ap"])
+            if scorer == "p_fake" and threshold is not None:
+                out.update(accuracy=full["accuracy"], ece=full["ece"])
+        return out
+
+    kinds = sorted({r.kind for r in files})
+    table = {"kinds": {}, "methods": {}, "subsets": {}}
+    for kind in kinds:
+        rows = [r for r in files if r.kind == kind]
+        table["kinds"][kind] = {s: metrics(rows, s) for s in scores}
+        reals = [r for r in rows if r.label == 0]
+        table["methods"][kind] = {
+            method: {s: metrics(reals + [r for r in rows if r.label == 1 and r.method == method], s) for s in scores}
+            for method in sorted({r.method for r in rows if r.label == 1})}
+    for name, keep in (subsets or {}).items():
+        rows = [r for r in files if keep(r)]
+        table["subsets"][name] = {s: metrics(rows, s) for s in scores}
+    return table

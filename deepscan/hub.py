@@ -44,6 +44,7 @@ __all__ = [
     "MODALITIES",
     "EncoderSpec",
     "resolve_encoders",
+    "encoders_for_checkpoint",
     "is_offline",
     "cached_location",
     "load_pretrained",
@@ -210,6 +211,39 @@ def resolve_encoders(
         if override is not None:
             values[modality] = override
     return {m: _spec_for(m, values[m], revision) for m in MODALITIES}
+
+
+def encoders_for_checkpoint(checkpoint, encoders: str | None = None, image: str | None = None,
+                            audio: str | None = None) -> dict[str, EncoderSpec]:
+    """The encoders to run with a detector: ``encoders`` as given, else the ones its checkpoint names.
+
+    Parameters
+    ----------
+    checkpoint : deepscan.model.checkpoint.DetectorCheckpoint
+        The detector's metadata (:func:`deepscan.model.read_metadata`).
+    encoders : str, optional
+        A preset or directory that overrides the checkpoint (see :func:`resolve_encoders`).
+    image, audio : str, optional
+        Per-encoder overrides.
+
+    Returns
+    -------
+    dict[str, EncoderSpec]
+        The debug encoders when the checkpoint was trained on them, else its hub ids (with the
+        overrides applied).
+
+    Raises
+    ------
+    ModelLoadingError
+        As :func:`resolve_encoders`.
+    """
+    if encoders is not None:
+        return resolve_encoders(encoders, image=image, audio=audio)
+    ids = {m: (checkpoint.encoders.get(m) or {}).get("id") for m in MODALITIES}
+    if all(i == DEBUG_ID for i in ids.values()):
+        return resolve_encoders(DEBUG_ID, image=image, audio=audio)
+    return resolve_encoders("default", image=image or ids["image"] or DEFAULT_ENCODERS["image"],
+                            audio=audio or ids["audio"] or DEFAULT_ENCODERS["audio"])
 
 
 def is_offline() -> bool:

@@ -130,8 +130,9 @@ class Scanner:
     ----------
     detector : str or os.PathLike or None
         Detector checkpoint (``.safetensors``); ``None`` reads ``$DEEPSCAN_DETECTOR``.
-    encoders : str
-        ``"default"``, ``"debug"`` or a directory (see :func:`deepscan.hub.resolve_encoders`).
+    encoders : str or None
+        ``"default"``, ``"debug"`` or a directory (see :func:`deepscan.hub.resolve_encoders`);
+        ``None``: the encoders the detector's checkpoint was trained on.
     image_encoder, audio_encoder : str, optional
         Per-encoder overrides: a hub id or a local directory.
     device : str
@@ -175,7 +176,7 @@ class Scanner:
     def __init__(
         self,
         detector: str | os.PathLike | None = None,
-        encoders: str = "default",
+        encoders: str | None = None,
         image_encoder: str | None = None,
         audio_encoder: str | None = None,
         device: str = "auto",
@@ -191,7 +192,7 @@ class Scanner:
     ):
         from deepscan.experts.runner import Experts, resolve_experts
         from deepscan.extractors import load_extractors
-        from deepscan.hub import resolve_encoders
+        from deepscan.hub import encoders_for_checkpoint
         from deepscan.model import load_detector, read_metadata
 
         detector = detector if detector is not None else os.environ.get(DETECTOR_ENV) or None
@@ -202,8 +203,8 @@ class Scanner:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.device = resolve_device(device)
-        specs = resolve_encoders(encoders, image=image_encoder, audio=audio_encoder)
         checkpoint = read_metadata(detector)  # fails fast on a bad file, before loading encoders
+        specs = encoders_for_checkpoint(checkpoint, encoders, image=image_encoder, audio=audio_encoder)
         expected = {m: {"id": s.id, "dim": s.dim} for m, s in specs.items()}
         from deepscan.model.checkpoint import check_encoders
 
@@ -752,7 +753,7 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def scan(paths, detector=None, encoders: str = "default", **options) -> list[ScanResult]:
+def scan(paths, detector=None, encoders: str | None = None, **options) -> list[ScanResult]:
     """Scan files and directories with one call.
 
     Parameters
@@ -761,8 +762,8 @@ def scan(paths, detector=None, encoders: str = "default", **options) -> list[Sca
         Files and directories.
     detector : str or os.PathLike, optional
         Detector checkpoint; ``None`` reads ``$DEEPSCAN_DETECTOR``.
-    encoders : str
-        ``"default"``, ``"debug"`` or a directory of encoders.
+    encoders : str, optional
+        ``"default"``, ``"debug"`` or a directory of encoders; by default the detector's own.
     **options
         Other :class:`Scanner` arguments (``device``, ``precision``, ``face_config``, ...).
 

@@ -126,3 +126,11 @@ def test_missing_encoder_offline_names_the_fix(media, tmp_path, monkeypatch):
     result = runner.invoke(app, ["check", str(media / "b.png"), "--detector", str(det)])
     assert result.exit_code == EXIT_MODEL_ERROR
     assert "deepscan models download" in result.output
+
+
+def test_check_follows_its_detector_encoders(media, detector):
+    # A detector trained on the debug encoders needs no --encoders: check takes them from the checkpoint.
+    result = runner.invoke(app, ["check", str(media / "b.png"), "--detector", str(detector), "--format", "json",
+                                 "--experts", "none", "-q"])
+    assert result.exit_code == EXIT_OK, result.output
+    assert json.loads(result.stdout)[0]["detector"]["label"].startswith("DEMO detector")

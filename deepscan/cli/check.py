@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -27,7 +26,8 @@ def check(
     detector: Optional[Path] = typer.Option(
         None, "--detector", "-d", envvar="DEEPSCAN_DETECTOR",
         help="Detector checkpoint (.safetensors). Also read from $DEEPSCAN_DETECTOR."),
-    encoders: str = typer.Option("default", "--encoders", help="Encoders: default, debug, or a directory with image/ and audio/."),
+    encoders: Optional[str] = typer.Option(
+        None, "--encoders", help="Encoders: default, debug, or a directory with image/ and audio/; by default the detector's own."),
     image_encoder: Optional[str] = typer.Option(None, "--image-encoder", help="Image encoder: hub id or local directory."),
     audio_encoder: Optional[str] = typer.Option(None, "--audio-encoder", help="Audio encoder: hub id or local directory."),
     output_format: OutputFormat = typer.Option(

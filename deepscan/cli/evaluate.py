@@ -82,14 +82,9 @@ def evaluate(
 
 def _encoder_specs(encoders: str | None, checkpoint):
     """``--encoders`` as given, else the encoders the checkpoint was trained on (debug or hub ids)."""
-    from deepscan.hub import DEBUG_ID, resolve_encoders
+    from deepscan.hub import encoders_for_checkpoint
 
-    if encoders is not None:
-        return resolve_encoders(encoders)
-    ids = {m: checkpoint.encoders[m]["id"] for m in ("image", "audio")}
-    if all(i == DEBUG_ID for i in ids.values()):
-        return resolve_encoders(DEBUG_ID)
-    return resolve_encoders("default", image=ids["image"], audio=ids["audio"])
+    return encoders_for_checkpoint(checkpoint, encoders)
 
 
 def _f(value) -> str:
