@@ -64,7 +64,9 @@ def run(args) -> dict:
     if trained:
         scores["p_fake"] = {p: r.p_fake for p, r in results.items() if r.status == "ok"}
     for name in sorted({n for r in results.values() for n in (r.cues or {})}):
-        scores[name] = {p: (r.cues.get(name) or {}).get("p_fake") for p, r in results.items() if r.status == "ok"}
+        values = {p: (r.cues.get(name) or {}).get("p_fake") for p, r in results.items() if r.status == "ok"}
+        if any(v is not None for v in values.values()):  # a cue that never ran (weights absent) has no column
+            scores[name] = values
     subsets = {name: (lambda f, prefix=prefix: f.pair.startswith(prefix)) for name, prefix in CLEAN_SUBSETS.items()}
     table = score_table(files, scores, subsets, scanner.checkpoint.threshold if trained else None,
                         rounds=args.rounds)
