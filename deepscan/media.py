@@ -71,6 +71,7 @@ MAX_FRAMES = 5_000_000  # frames a video stream may claim (six hours at 230 fps)
 MAX_IMAGE_FRAMES = 20_000  # frames of an animated image (GIF, APNG, WebP) or pages of a TIFF
 MAX_STREAMS = 100  # streams (tracks) in one container
 MAX_WINDOW_BYTES = 1024**3  # bytes of decoded RGB frames held for one window (4K at 8 fps, 4 s: 0.8 GB)
+MIN_SAMPLE_RATE = 1_000  # Hz, lowest audio sample rate accepted (telephone audio is 8000)
 MAX_STREAM_LAG_S = 60.0  # s, how far one stream may run ahead of the other before windows go without it
 
 KINDS = ("video", "audio", "image")
@@ -119,6 +120,9 @@ class MediaLimits:
         Most bytes of decoded RGB frames held at once: one window's frames (``window_s *
         visual_fps`` frames of width x height x 3 bytes), and the frames held while one stream
         runs ahead of the other.
+    min_sample_rate : int
+        Lowest accepted audio sample rate in Hz: resampling to 16 kHz multiplies the samples by
+        ``16000 / rate``, so a header claiming 2 Hz turns 400 KB into hours of audio.
     """
 
     max_duration_s: float = MAX_DURATION_S
@@ -128,6 +132,7 @@ class MediaLimits:
     max_image_frames: int = MAX_IMAGE_FRAMES
     max_streams: int = MAX_STREAMS
     max_window_bytes: int = MAX_WINDOW_BYTES
+    min_sample_rate: int = MIN_SAMPLE_RATE
 
 
 DEFAULT_LIMITS = MediaLimits()
@@ -877,6 +882,14 @@ def _first_frames(container, video, audio, path) -> tuple:
             got.get(audio.index) if audio is not None else None)
 
 
+def _check_sample_rate(rate: int | None, limits: MediaLimits, path) -> None:
+    """Refuse audio whose sample rate would make resampling a bomb (2 Hz to 16 kHz is 8000 times the data)."""
+    if rate and rate < limits.min_sample_rate:
+        raise LimitExceededError(
+            f"audio sample rate of {rate} Hz is under the limit of {limits.min_sample_rate} Hz (resampling it to "
+            f"{SAMPLE_RATE} Hz would multiply it {SAMPLE_RATE // rate} times)", path)
+
+
 def _probe_av(path, size_bytes: int, sniffed: str | None, limits: MediaLimits) -> MediaInfo:
     container = _open_av(path, sniffed, limits)
     try:
@@ -932,6 +945,7 @@ def _probe_av(path, size_bytes: int, sniffed: str | None, limits: MediaLimits) -
             info.has_audio = True
             info.audio_codec = audio.codec_context.name
             info.audio_sample_rate = int(first_audio.sample_rate or audio.codec_context.sample_rate or 0) or None
+            _check_sample_rate(info.audio_sample_rate, limits, path)
             info.audio_channels = int(first_audio.layout.nb_channels) if first_audio.layout else None
             if (info.kind == "audio" and duration is not None
                     and duration * SAMPLE_RATE < MIN_AUDIO_SAMPLES - 0.5):
@@ -1382,6 +1396,7 @@ def _iter_av(path, info: MediaInfo, window_s, visual_fps, limits, video_wanted=T
                         lead = float(frame.time) - origin if frame.time is not None else 0.0
                         if lead > 1e-3:  # audio starts after the video: keep them in sync
                             asm.add_audio(np.zeros(int(round(lead * SAMPLE_RATE)), np.float32))
+                    _check_sample_rate(frame.sample_rate, limits, path)
                     for chunk in resampler.push(frame):
                         asm.add_audio(chunk)
             yield from asm.ready()
