@@ -18,7 +18,7 @@ from deepscan.results import (
     MODALITIES, STATUS_OK, VERDICT_UNKNOWN, ScanResult, aggregate_windows, decide, logit_to_p,
 )
 
-__all__ = ["FileState", "build_result", "describe_detector"]
+__all__ = ["FileState", "build_result", "build_fusion_result", "describe_detector"]
 
 
 @dataclass
@@ -87,6 +87,48 @@ def build_result(state: FileState, checkpoint, detector_info: dict, elapsed_s: f
         thumbnails=[{"window": i, "start_s": a, "end_s": b, "p_fake": p, "jpeg_base64": data}
                     for p, i, a, b, data in state.thumbnails],
         cues=file_cues(windows, state.sync, experts_config) if experts_config is not None else {},
+    )
+
+
+def build_fusion_result(state: FileState, fusion, detector_info: dict, elapsed_s: float, experts_config) -> ScanResult:
+    """A file's result under the cue-fusion detector (:mod:`deepscan.model.fusion`).
+
+    The file's cues (:func:`file_cues`) go through the fusion model of its media kind; the verdict
+    compares the fused ``p_fake`` with that kind's threshold. Where none of the model's cues applies
+    (no face, no speech, no expert for this kind of fake), the verdict is ``"unknown"`` with the
+    cues' reasons, never a guess. Each modality's ``p_fake`` is the mean of its cues' scores.
+    """
+    from deepscan.model.fusion import CUE_MODALITY
+
+    windows = sorted(state.windows, key=lambda w: w.index)
+    cues = file_cues(windows, state.sync, experts_config)
+    kind = state.info.kind
+    logit = fusion.logit(kind, cues)
+    threshold = fusion.threshold(kind)
+    no_face = state.frames > 0 and state.frames_with_face == 0
+    modalities = {}
+    for m in MODALITIES:
+        scores = [c["p_fake"] for n, c in cues.items() if CUE_MODALITY.get(n) == m and c.get("p_fake") is not None]
+        reasons = sorted({c.get("reason") for n, c in cues.items() if CUE_MODALITY.get(n) == m and c.get("reason")})
+        modalities[m] = {"present": bool(scores), "p_fake": float(np.mean(scores)) if scores else None,
+                         "reason": None if scores else (", ".join(reasons) or "no cue")}
+    present = {m: v["p_fake"] for m, v in modalities.items() if v["p_fake"] is not None}
+    top = max(present, key=present.get) if present else None
+    if logit is None:
+        why = sorted({c["reason"] for c in cues.values() if c.get("reason")})
+        verdict, p_fake, reason = VERDICT_UNKNOWN, None, "no cue applies: " + ("; ".join(why) or f"no model for {kind}")
+    else:
+        p_fake = logit_to_p(logit)
+        verdict, reason = decide(p_fake, threshold), ("no face" if no_face else None)
+    return ScanResult(
+        path=state.path, status=STATUS_OK, reason=reason, verdict=verdict, p_fake=p_fake, threshold=threshold,
+        modalities=modalities, top_modality=top, windows=windows, media=state.info.to_dict(),
+        faces={"frames": state.frames, "frames_with_face": state.frames_with_face,
+               "max_faces": state.n_faces_max, "no_face": no_face, "detector": state.face_detector},
+        detector=detector_info, elapsed_s=elapsed_s,
+        thumbnails=[{"window": i, "start_s": a, "end_s": b, "p_fake": p if p >= 0 else None, "jpeg_base64": data}
+                    for p, i, a, b, data in state.thumbnails],
+        cues=cues,
     )
 
 

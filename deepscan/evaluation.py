@@ -47,6 +47,8 @@ class LabelledFile:
         The pair id: a real file and the fakes made from the same source share it.
     sha256 : str
         The file's SHA-256 as the manifest gives it.
+    licence : str
+        The manifest's ``license`` column (empty when absent).
     """
 
     path: Path
@@ -57,6 +59,7 @@ class LabelledFile:
     group: str
     pair: str
     sha256: str
+    licence: str = ""
 
     @property
     def exists(self) -> bool:
@@ -113,7 +116,7 @@ def read_manifest(manifest: str | os.PathLike, root: str | os.PathLike | None = 
             path = next((c for c in candidates if c.is_file()), candidates[0] if (root / row["kind"]).is_dir()
                         else candidates[1])
             rows.append(LabelledFile(path, row["kind"], int(label == "fake"), method, system, group, pair,
-                                     (row.get("sha256") or "").strip()))
+                                     (row.get("sha256") or "").strip(), (row.get("license") or "").strip()))
     return rows
 
 

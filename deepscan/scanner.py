@@ -31,7 +31,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from deepscan.aggregate import FileState, build_result, describe_detector
+from deepscan.aggregate import FileState, build_fusion_result, build_result, describe_detector
 from deepscan.cache import FeatureCache, cache_key, file_sha256
 from deepscan.errors import DeepscanError, DetectorNotConfiguredError, MediaDecodeError
 from deepscan.faces import FaceCropper, FaceDetectorConfig
@@ -195,7 +195,11 @@ class Scanner:
         from deepscan.hub import encoders_for_checkpoint
         from deepscan.model import load_detector, read_metadata
 
+        from deepscan.model.fusion import DEFAULT_PATH, FusionDetector, is_fusion_checkpoint
+
         detector = detector if detector is not None else os.environ.get(DETECTOR_ENV) or None
+        if detector is None and DEFAULT_PATH.is_file():
+            detector = DEFAULT_PATH  # the cue-fusion detector that ships inside the package
         if detector is None:
             raise DetectorNotConfiguredError(NO_DETECTOR_HELP)
         if workers is not None and workers < 0:
@@ -203,16 +207,21 @@ class Scanner:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.device = resolve_device(device)
-        checkpoint = read_metadata(detector)  # fails fast on a bad file, before loading encoders
-        specs = encoders_for_checkpoint(checkpoint, encoders, image=image_encoder, audio=audio_encoder)
-        expected = {m: {"id": s.id, "dim": s.dim} for m, s in specs.items()}
-        from deepscan.model.checkpoint import check_encoders
+        self.fusion = self.extractors = self.model = self.checkpoint = None
+        if is_fusion_checkpoint(detector):  # cues only: no encoders, no cross-modal model
+            self.fusion = FusionDetector.load(detector)
+            sampling = {}
+        else:
+            checkpoint = read_metadata(detector)  # fails fast on a bad file, before loading encoders
+            specs = encoders_for_checkpoint(checkpoint, encoders, image=image_encoder, audio=audio_encoder)
+            expected = {m: {"id": s.id, "dim": s.dim} for m, s in specs.items()}
+            from deepscan.model.checkpoint import check_encoders
 
-        check_encoders(checkpoint, expected)
-        self.extractors = load_extractors(specs, device=self.device, precision=precision)
-        self.model, self.checkpoint = load_detector(detector, expected_encoders=expected, device=self.device)
-        self.model.eval()
-        sampling = self.checkpoint.sampling or {}
+            check_encoders(checkpoint, expected)
+            self.extractors = load_extractors(specs, device=self.device, precision=precision)
+            self.model, self.checkpoint = load_detector(detector, expected_encoders=expected, device=self.device)
+            self.model.eval()
+            sampling = self.checkpoint.sampling or {}
         self.window_s = float(sampling.get("window_s", WINDOW_SECONDS))
         self.visual_fps = float(sampling.get("visual_fps", VISUAL_FPS))
         self.face_config = face_config if face_config is not None else default_face_config(models_dir)
@@ -221,7 +230,8 @@ class Scanner:
         self.experts = Experts(self.experts_config) if self.experts_config.cues else None
         self.batch_frames = int(batch_frames)
         self.limits = limits
-        self.detector_info = describe_detector(self.checkpoint, self.extractors.is_debug)
+        self.detector_info = (self.fusion.describe() if self.fusion is not None
+                              else describe_detector(self.checkpoint, self.extractors.is_debug))
         self.workers = default_workers() if workers is None else int(workers)
         self.threads = threads if threads is not None else max(1, _cores() - self.workers // 2)
         if cache is None or cache is True:
@@ -251,7 +261,8 @@ class Scanner:
                 face["model_sha256"] = file_sha256(face["model_path"])
             except OSError:
                 pass
-        return {"format": CACHE_FORMAT, "extractors": self.extractors.config_hash(), "window_s": self.window_s,
+        extractors = self.extractors.config_hash() if self.extractors is not None else "none"
+        return {"format": CACHE_FORMAT, "extractors": extractors, "window_s": self.window_s,
                 "visual_fps": self.visual_fps, "faces": face, "detect_every": self.cropper.detect_every,
                 "crop_size": self.cropper.crop_size,
                 "detector_name": self.cropper.detector_name, "experts": self.experts_config.key()}
@@ -500,8 +511,11 @@ class Scanner:
         items = [(pw.crops, pw.frame_times_s, pw.waveform, pw.start_s) for _, pw in batch]
         for state, _ in batch:
             state.unscored -= 1
+        from deepscan.extractors import Features
+
         try:
-            features = self.extractors.encode_many(items)
+            features = (self.extractors.encode_many(items) if self.extractors is not None
+                        else [Features() for _ in items])  # cue fusion: the experts' evidence is all it needs
         except DeepscanError:
             features = []
             for (state, _), item in zip(batch, items):  # isolate the window that failed
@@ -530,6 +544,12 @@ class Scanner:
     @torch.inference_mode()
     def _detect(self, kept, on_progress) -> None:
         """Run the detector on ``(state, window meta, Features)`` rows and record the scores."""
+        if self.fusion is not None:
+            for state, meta, _ in kept:
+                kind = state.info.kind if state.info is not None else None
+                logit = self.fusion.logit(kind, meta.get("cues") or {})
+                self._record(state, meta, None if logit is None else logit_to_p(logit), logit, {}, on_progress)
+            return
         for start in range(0, len(kept), DETECTOR_BATCH):
             chunk = kept[start:start + DETECTOR_BATCH]
             output = self.model(**batch_features([f for _, _, f in chunk], self.device))
@@ -542,18 +562,23 @@ class Scanner:
                     for m in MODALITIES
                 }
                 logit = float(fused[row])
-                score = WindowScore(meta["index"], meta["start_s"], meta["end_s"], logit_to_p(logit), logit,
-                                    modalities, meta["frames"], meta["frames_with_face"], meta.get("cues") or {},
-                                    meta.get("speech"))
-                if meta.get("sync"):
-                    state.sync.append((meta["index"], meta["sync"]))
-                state.windows.append(score)
-                if meta.get("thumbnail"):
-                    state.thumbnails.append((score.p_fake, meta["index"], meta["start_s"], meta["end_s"],
-                                             meta["thumbnail"]))
-                    state.thumbnails = sorted(state.thumbnails, key=lambda t: -t[0])[:THUMBNAILS_PER_FILE]
-                if on_progress is not None:
-                    on_progress(state.path, max(meta["end_s"] - meta["start_s"], 0.0))
+                self._record(state, meta, logit_to_p(logit), logit, modalities, on_progress)
+
+    @staticmethod
+    def _record(state: FileState, meta: dict, p_fake: float | None, logit: float | None, modalities: dict,
+                on_progress) -> None:
+        """Add one scored window to its file (score, cues, sync signals, thumbnail)."""
+        score = WindowScore(meta["index"], meta["start_s"], meta["end_s"], p_fake, logit, modalities,
+                            meta["frames"], meta["frames_with_face"], meta.get("cues") or {}, meta.get("speech"))
+        if meta.get("sync"):
+            state.sync.append((meta["index"], meta["sync"]))
+        state.windows.append(score)
+        if meta.get("thumbnail"):
+            rank = -1.0 if p_fake is None else p_fake
+            state.thumbnails.append((rank, meta["index"], meta["start_s"], meta["end_s"], meta["thumbnail"]))
+            state.thumbnails = sorted(state.thumbnails, key=lambda t: -t[0])[:THUMBNAILS_PER_FILE]
+        if on_progress is not None:
+            on_progress(state.path, max(meta["end_s"] - meta["start_s"], 0.0))
 
     def _detect_hits(self, hits: list, on_progress) -> None:
         """Score the cached windows gathered in ``hits`` (emptied) with batched detector calls."""
@@ -608,6 +633,8 @@ class Scanner:
         if not state.windows:
             return ScanResult.error(state.path, "nothing to score", "no frames and no usable audio",
                                     media=media, detector=self.detector_info, elapsed_s=elapsed)
+        if self.fusion is not None:
+            return build_fusion_result(state, self.fusion, self.detector_info, elapsed, self.experts_config)
         return build_result(state, self.checkpoint, self.detector_info, elapsed, self.experts_config)
 
 

@@ -1,0 +1,61 @@
+"""The cue-fusion detector: features, checkpoint round trip, out-of-fold fit, and scans without encoders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deepscan import synth
+from deepscan.errors import CheckpointError
+from deepscan.evaluation import LabelledFile
+from deepscan.model.fusion import FusionDetector, KindModel, cue_features, is_fusion_checkpoint
+from deepscan.scanner import Scanner
+from deepscan.training.fusion import fit_fusion
+
+
+def test_cue_features_are_log_odds_with_presence_flags():
+    x = cue_features({"aasist": {"p_fake": 0.9}, "meso4": {"p_fake": None, "reason": "no face"}}, ["aasist", "meso4"])
+    assert x[1] == 1.0 and x[3] == 0.0 and x[2] == 0.0
+    assert x[0] == pytest.approx(np.log(0.9 / 0.1))
+
+
+def test_checkpoint_round_trip_and_refusal(tmp_path):
+    model = FusionDetector({"audio": KindModel(["aasist"], np.array([2.0, -0.5]), 0.25, 0.7, {"auc": 0.8})},
+                           {"trained_on": "test"})
+    path = model.save(tmp_path / "f.safetensors")
+    assert is_fusion_checkpoint(path)
+    loaded = FusionDetector.load(path)
+    assert loaded.threshold("audio") == pytest.approx(0.7) and loaded.cues == ["aasist"]
+    assert loaded.logit("audio", {"aasist": {"p_fake": 0.5}}) == pytest.approx(-0.5 + 0.25)
+    assert loaded.logit("audio", {"aasist": {"p_fake": None}}) is None  # no cue applies: no number
+    assert loaded.logit("image", {"aasist": {"p_fake": 0.9}}) is None
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
+    assert not is_fusion_checkpoint(tmp_path / "junk.safetensors")
+    with pytest.raises(CheckpointError):
+        FusionDetector.load(tmp_path / "junk.safetensors")
+
+
+def test_fit_out_of_fold_learns_a_separating_cue_and_sets_the_threshold():
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(120):
+        label = i % 2
+        p = float(np.clip(0.5 + (0.3 if label else -0.3) + rng.normal(0, 0.15), 0.01, 0.99))
+        noise = float(rng.uniform(0.01, 0.99))
+        f = LabelledFile(None, "audio", label, "m", f"sys{i % 6}", f"page{i % 10}", f"pair{i}", f"{i:064x}")
+        rows.append((f, {"aasist": {"p_fake": p}, "noise": {"p_fake": noise}}, "audio"))
+    models, oof = fit_fusion(rows, seed=0)
+    model = models["audio"]
+    assert model.metrics["auc"] > 0.9 and model.metrics["fpr"] <= 0.05 + 1e-9
+    assert abs(model.coef[0]) > 3 * abs(model.coef[2])  # the informative cue weighs more than the noise
+    assert len(oof["audio"]["p_fake"]) == 120
+
+
+def test_fusion_scan_needs_no_encoders_and_withholds_a_verdict_without_cues(tmp_path):
+    clip = synth.write_clip(tmp_path / "clip.mp4", duration_s=2.0, seed=1)
+    path = FusionDetector({"video": KindModel(["aasist"], np.array([1.0, 0.0]), 0.0)}, {}).save(tmp_path / "f.safetensors")
+    scanner = Scanner(detector=path, workers=0, cache=False, experts="none")
+    assert scanner.extractors is None and scanner.model is None
+    result = scanner.scan_file(clip)
+    assert result.status == "ok" and result.verdict == "unknown" and result.p_fake is None
+    assert result.reason.startswith("no cue applies")
