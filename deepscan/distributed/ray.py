@@ -67,6 +67,7 @@ DOWNLOAD_CHUNK = 1 << 20  # bytes per read when fetching a file from a URI to th
 PASSED_ENV = ("DEEPSCAN_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "DEEPSCAN_CACHE_DIR",
               "DEEPSCAN_MODELS_DIR", "HF_HOME", ACTOR_EXIT_ENV)  # driver settings the actors get too
 DECODE_MODES = ("actor", "tasks")
+START_TIMEOUT_S = 600.0  # s the actors may take to start and load their models (an autoscaler adds nodes meanwhile)
 
 _URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
 _FOLDED_URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/(?!/)")  # what pathlib makes of "s3://b/k": "s3:/b/k"
@@ -432,6 +433,7 @@ class ScanActor:
             if message[0] == "window":
                 window = message[1]
                 window.crops, window.waveform = np.array(window.crops), np.array(window.waveform)
+                window.frame_times_s = np.array(window.frame_times_s)
         state = FileState(local)
         result = next(iter(self._scanner(detector)._consume([state], ((0, m) for m in messages), None)))
         return [(index, _as_source(result, source, local))]
@@ -628,6 +630,9 @@ class RayScanner:
         Files per actor call in ``"actor"`` mode.
     num_cpus : int, optional
         CPUs of a new local cluster.
+    start_timeout_s : float
+        Seconds the actors may take to start and load their models; past it (the cluster lacks the
+        CPUs or GPUs asked for, or an autoscaler never added them) a ``TimeoutError`` says so.
     **options
         Other :class:`~deepscan.scanner.Scanner` arguments (``device``, ``precision``, ``experts``,
         ``models_dir``, ``cache``, ``face_config``, ``batch_frames``, ``limits`` ...); ``workers``
@@ -641,12 +646,14 @@ class RayScanner:
         As :class:`~deepscan.scanner.Scanner`, raised by the first actor that failed to load.
     ConnectionError
         When the cluster cannot be reached.
+    TimeoutError
+        When the actors did not start within ``start_timeout_s``.
     """
 
     def __init__(self, detector=None, encoders: str = "default", *, address: str | None = None,
                  actors: int | None = None, actor_cpus: float = 1.0, actor_gpus: float | None = None,
                  decode: str = "actor", files_per_call: int = FILES_PER_CALL, num_cpus: int | None = None,
-                 **options):
+                 start_timeout_s: float = START_TIMEOUT_S, **options):
         from deepscan.scanner import DETECTOR_ENV, NO_DETECTOR_HELP
 
         if decode not in DECODE_MODES:
@@ -683,7 +690,16 @@ class RayScanner:
             self._blob = [ray.put(blob)]  # held while the actors live: a restarted actor reads it again
             options = {**options, "encoders": encoders}
             self.actors = [actor_class.remote(options, name, max(1, int(actor_cpus))) for _ in range(actors)]
-            infos = ray.get([a.ready.remote(self._blob) for a in self.actors])
+            # CPUs no actor holds: where decoding tasks can run ("tasks" mode)
+            self.free_cpus = cpus - actors * actor_cpus
+            pending = [a.ready.remote(self._blob) for a in self.actors]
+            ready, _ = ray.wait(pending, num_returns=len(pending), timeout=start_timeout_s)
+            if len(ready) < len(pending):
+                raise TimeoutError(
+                    f"{len(pending) - len(ready)} of {actors} Ray actors did not start in {start_timeout_s:g} s: "
+                    f"each asks for {actor_cpus:g} CPU and {actor_gpus:g} GPU, the cluster has {cpus:g} CPU and "
+                    f"{gpus:g} GPU (other jobs may hold some); ask for fewer actors (--ray-actors)")
+            infos = ray.get(pending)
         except BaseException:
             self.close()
             raise
@@ -748,6 +764,12 @@ class RayScanner:
         decode = self.decode if decode is None else decode
         if decode not in DECODE_MODES:
             raise ValueError(f"decode must be one of {DECODE_MODES}, not {decode!r}")
+        if decode == "tasks" and self.free_cpus < 1:  # a decoding task would wait forever for a CPU
+            import warnings
+
+            warnings.warn(f"decode='tasks' needs a CPU that no actor holds ({self.free_cpus:g} free): decoding in "
+                          "the actors instead", RuntimeWarning, stacklevel=2)
+            decode = "actor"
         todo = []
         for item in list_inputs(paths, recursive=recursive):
             if skip is not None and skip(item.source):
@@ -943,6 +965,8 @@ def write_parquet(results, target) -> str:
     text = restore_uri(target)
     if is_uri(text):
         filesystem, path = _filesystem(text)
+        if "/" in path.strip("/"):
+            filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)  # a no-op on object stores
         pq.write_table(table, path, filesystem=filesystem)
     else:
         Path(text).parent.mkdir(parents=True, exist_ok=True)
@@ -982,6 +1006,8 @@ def _open_text_output(target: str | None, prior: bytes, append_local: bool):
         return sys.stdout, False
     if is_uri(target):
         filesystem, path = _filesystem(target)
+        if "/" in path.strip("/"):
+            filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
         raw = filesystem.open_output_stream(path)
         if prior:
             raw.write(prior)
@@ -1087,7 +1113,7 @@ def check_on_ray(paths, *, address=None, actors=None, output=None, output_format
     except (ModelLoadingError, CheckpointError) as error:
         stderr.print(f"[red]error:[/] {markup_text(error)}")
         return EXIT_MODEL_ERROR
-    except (DeepscanError, ValueError, ConnectionError) as error:
+    except (DeepscanError, ValueError, ConnectionError, TimeoutError) as error:
         stderr.print(f"[red]error:[/] {markup_text(error)}")
         return EXIT_USAGE
     if scanner.detector_info.get("label"):

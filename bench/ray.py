@@ -1,0 +1,215 @@
+"""``python -m bench.ray``: scan throughput locally and on a local Ray cluster with 1 and 2 actors.
+
+The same corpus (default: 8 clips of 5 s 720p H.264/AAC, 4 images, 2 audio files of 5 s, from
+:mod:`deepscan.synth`, cached under ``$TMPDIR/deepscan-bench-scan`` as ``python -m bench`` does)
+and the same full-size random-initialised encoders (CLIP ViT-B/32, wav2vec2-base) are scanned, cold
+(feature cache off), by
+
+1. the local :class:`deepscan.scanner.Scanner` with its defaults (first and again last, to show how
+   much other jobs on the machine moved the numbers meanwhile);
+2. :class:`deepscan.distributed.ray.RayScanner` on a local cluster of this machine's cores,
+   decoding in the actors (the default): 1 actor holding every core, then 2 actors of 1 core;
+3. the same with ``decode="tasks"``: 1 scoring actor, decoding in Ray tasks on the other cores.
+
+Each Ray run reports the cluster's start, the actors' start (models loaded) and the scan itself;
+the per-call overhead of Ray is measured apart (a round trip to an idle actor). Results of every
+run are checked against the local scan (same verdicts). The report goes to BENCHMARKS.md between
+``<!-- bench:ray -->`` markers, with the CPU flags and load average that bear on the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+BEGIN, END = "<!-- bench:ray -->", "<!-- /bench:ray -->"
+CORPUS = {"clips": 8, "clip_s": 5.0, "images": 4, "audios": 2, "audio_s": 5.0}
+QUICK = {"clips": 2, "clip_s": 5.0, "images": 1, "audios": 1, "audio_s": 5.0}
+CPU_FLAGS = ("amx_bf16", "avx512_bf16", "avx512_vnni", "avx_vnni")
+ROUND_TRIPS = 50  # calls timed to an idle actor
+
+
+def cpu_flags() -> list[str]:
+    """Which of :data:`CPU_FLAGS` ``/proc/cpuinfo`` lists (bf16 / int8 matmul units)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    return [flag for flag in CPU_FLAGS if f" {flag}" in text]
+
+
+def load_average() -> list[float]:
+    """1, 5 and 15 minute load averages (other jobs on the machine show here)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def run_local(files, encoders, detector) -> tuple[float, list]:
+    """Cold scan with the local scanner's defaults: (seconds, results)."""
+    from deepscan.scanner import Scanner
+
+    scanner = Scanner(detector=detector, encoders=str(encoders), cache=False)
+    start = time.perf_counter()
+    results = list(scanner.scan(files))
+    seconds = time.perf_counter() - start
+    scanner.close()
+    return seconds, results
+
+
+def run_ray(files, encoders, detector, actors: int, actor_cpus: float, decode: str, cores: int) -> dict:
+    """One local cluster, one :class:`RayScanner`: start, actor, scan and round-trip times."""
+    import ray
+
+    from deepscan.distributed.ray import RayScanner
+
+    start = time.perf_counter()
+    ray.init(num_cpus=cores, include_dashboard=False, logging_level="warning", _node_ip_address="127.0.0.1")
+    cluster_s = time.perf_counter() - start
+    try:
+        start = time.perf_counter()
+        scanner = RayScanner(detector=detector, encoders=str(encoders), cache=False, actors=actors,
+                             actor_cpus=actor_cpus, decode=decode)
+        actors_s = time.perf_counter() - start
+        start = time.perf_counter()
+        results = list(scanner.scan(files))
+        scan_s = time.perf_counter() - start
+        actor = scanner.actors[0]
+        ray.get(actor.ready.remote(scanner._blob))
+        start = time.perf_counter()
+        for _ in range(ROUND_TRIPS):
+            ray.get(actor.ready.remote(scanner._blob))
+        round_trip_ms = (time.perf_counter() - start) / ROUND_TRIPS * 1000
+        scanner.close()
+    finally:
+        ray.shutdown()
+    return {"actors": actors, "actor_cpus": actor_cpus, "decode": decode, "cluster_start_s": round(cluster_s, 2),
+            "actors_ready_s": round(actors_s, 2), "scan_s": round(scan_s, 2),
+            "round_trip_ms": round(round_trip_ms, 2), "results": results}
+
+
+def same_verdicts(local: list, other: list) -> bool:
+    """True when both runs judged every file alike (verdict, status) with ``p_fake`` within 1e-4."""
+    by_path = {r.path: r for r in other}
+    for r in local:
+        o = by_path.get(r.path)
+        if o is None or (o.status, o.verdict) != (r.status, r.verdict):
+            return False
+        if r.p_fake is not None and abs(o.p_fake - r.p_fake) > 1e-4:
+            return False
+    return len(by_path) == len(local)
+
+
+def run(args) -> dict:
+    from bench.__main__ import build_corpus, build_encoders, media_seconds
+    from deepscan.media import iter_media_files
+
+    spec = QUICK if args.quick else CORPUS
+    corpus = build_corpus(spec)
+    encoders, detector = build_encoders()
+    files = [str(p) for p in iter_media_files(corpus)]
+    seconds = media_seconds(files)
+    cores = len(os.sched_getaffinity(0))
+    load_before = load_average()
+    print(f"corpus {corpus}: {len(files)} files, {seconds:.0f} media-s; {cores} cores", file=sys.stderr)
+    local_s, local_results = run_local(files, encoders, detector)
+    print(f"local {local_s:.1f} s", file=sys.stderr)
+    runs = []
+    for actors, actor_cpus, decode in ((1, float(cores), "actor"), (2, cores / 2, "actor"), (1, 1.0, "tasks")):
+        if actors * actor_cpus > cores or (decode == "tasks" and cores < 2):
+            continue
+        result = run_ray(files, encoders, detector, actors, actor_cpus, decode, cores)
+        result["same_verdicts_as_local"] = same_verdicts(local_results, result.pop("results"))
+        result["media_seconds_per_second"] = round(seconds / result["scan_s"], 3)
+        result["overhead_per_file_s"] = round((result["scan_s"] - local_s) / len(files), 3)
+        print(json.dumps(result), file=sys.stderr)
+        runs.append(result)
+    local_after_s, _ = run_local(files, encoders, detector)  # again: how much the machine's load moved meanwhile
+    print(f"local again {local_after_s:.1f} s", file=sys.stderr)
+    import ray
+    import torch
+
+    return {
+        "command": "python -m bench.ray" + (" --quick" if args.quick else ""),
+        "corpus": {**spec, "files": len(files), "media_seconds": round(seconds, 1)},
+        "machine": {"cpu_cores": cores, "cpu_flags": cpu_flags(), "load_average_before": load_before,
+                    "load_average_after": load_average(), "platform": platform.platform(),
+                    "torch": torch.__version__, "ray": ray.__version__,
+                    "shared_with_other_jobs": bool(load_before and load_before[0] > 0.5)},
+        "local": {"scan_s": round(local_s, 2), "media_seconds_per_second": round(seconds / local_s, 3),
+                  "per_file_s": round(local_s / len(files), 3), "scan_again_s": round(local_after_s, 2)},
+        "ray": runs,
+    }
+
+
+def markdown(report: dict) -> str:
+    """The BENCHMARKS.md section of a report."""
+    c, m, local = report["corpus"], report["machine"], report["local"]
+    flags = ", ".join(m["cpu_flags"]) or "none of " + ", ".join(CPU_FLAGS)
+    lines = [
+        BEGIN,
+        "## Ray (`python -m bench.ray`)",
+        "",
+        f"Command: `{report['command']}` — corpus: {c['clips']} clips of {c['clip_s']:g} s 1280x720 H.264/AAC, "
+        f"{c['images']} images, {c['audios']} audio files of {c['audio_s']:g} s ({c['files']} files, "
+        f"{c['media_seconds']:g} media-s); random-init full-size CLIP ViT-B/32 + wav2vec2-base, fp32/auto as the "
+        f"scanner picks, feature cache off; {m['cpu_cores']} cores, CPU flags: {flags}; torch {m['torch']}, "
+        f"Ray {m['ray']}; load average {m['load_average_before']} before, {m['load_average_after']} after"
+        + (" (the machine was shared with other jobs: read the numbers as rough)." if m["shared_with_other_jobs"]
+           else "."),
+        "",
+        "| run | cluster start s | actors ready s | scan s | media-s per s | vs local, s per file | same verdicts |",
+        "|---|---:|---:|---:|---:|---:|---|",
+        f"| local `Scanner` defaults | | | {local['scan_s']} | {local['media_seconds_per_second']} | | |",
+    ]
+    for r in report["ray"]:
+        name = (f"Ray, {r['actors']} actor(s) x {r['actor_cpus']:g} CPU, decoding in "
+                + ("the actors" if r["decode"] == "actor" else "tasks"))
+        lines.append(f"| {name} | {r['cluster_start_s']} | {r['actors_ready_s']} | {r['scan_s']} | "
+                     f"{r['media_seconds_per_second']} | {r['overhead_per_file_s']:+} | {r['same_verdicts_as_local']} |")
+    lines.append(f"| local `Scanner` defaults, again after the Ray runs | | | {local['scan_again_s']} | "
+                 f"{round(c['media_seconds'] / local['scan_again_s'], 3)} | | |")
+    trips = ", ".join(f"{r['round_trip_ms']} ms" for r in report["ray"])
+    lines += ["", f"Round trip of one call to an idle actor (driver -> actor -> driver): {trips}.", "",
+              "```json", json.dumps(report, indent=1), "```", END]
+    return "\n".join(lines)
+
+
+def write_benchmarks(report: dict, path: Path = BENCHMARKS) -> None:
+    """Replace (or append) the Ray section of BENCHMARKS.md, leaving other sections alone."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    section = markdown(report)
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text, encoding="utf-8")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.ray", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 clips, 1 image, 1 audio file")
+    parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("DEEPSCAN_OFFLINE", "1")
+    os.environ.setdefault("TMPDIR", tempfile.gettempdir())
+    # Ray starts workers at nice 15; the local scanner's run at 0. Same priority for a fair comparison.
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    report = run(args)
+    if not args.no_write:
+        write_benchmarks(report)
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
