@@ -132,21 +132,43 @@ def build_fusion_result(state: FileState, fusion, detector_info: dict, elapsed_s
     )
 
 
+def pooled_sync(curves: list[dict]):
+    """The file-level lag from per-window correlation curves, weighted by their frames.
+
+    Parameters
+    ----------
+    curves : list of dict
+        ``{"n": frames used, "r": correlations over deepscan.experts.sync.DEFAULT_LAGS_MS}`` per window.
+
+    Returns
+    -------
+    deepscan.experts.sync.SyncEstimate or None
+        ``None`` when fewer than :data:`deepscan.experts.sync.MIN_FRAMES` frames were used in all.
+    """
+    from deepscan.experts.sync import DEFAULT_LAGS_MS, MIN_FRAMES, SyncEstimate
+
+    curves = [c for c in curves if c and len(c.get("r") or ()) == len(DEFAULT_LAGS_MS)]
+    n = sum(int(c["n"]) for c in curves)
+    if n < MIN_FRAMES:
+        return None
+    pooled = sum(np.asarray(c["r"], dtype=np.float64) * int(c["n"]) for c in curves) / n
+    return SyncEstimate.from_curve(DEFAULT_LAGS_MS, np.clip(pooled, -1.0, 1.0), n)
+
+
 def file_cues(windows: list, sync_signals: list, experts_config) -> dict:
     """Each expert's file-level cue from its window cues, with its provenance.
 
     A cue's file ``p_fake`` is the mean of its window scores where it applies; where it applies in no
     window, ``p_fake`` is ``None`` and ``reason`` the most frequent window reason. ``av_sync`` is
-    estimated once over the whole file from every window's mouth-motion and envelope signals
-    (:func:`deepscan.experts.sync.estimate_file`), so that a constant offset shows even where single
-    windows are too short to tell.
+    estimated once over the whole file from the windows' correlation curves, pooled by frames used
+    (:func:`pooled_sync`), so that a constant offset shows even where single windows are too short to tell.
 
     Parameters
     ----------
     windows : list of WindowScore
         In time order, with their ``cues``.
     sync_signals : list
-        ``(window index, [frame times (T,), mouth motion (T,), envelope (T,)])`` per window with a face and speech.
+        ``(window index, {"n": frames, "r": correlation curve})`` per window with an ``av_sync`` estimate.
     experts_config : deepscan.experts.runner.ExpertsConfig
 
     Returns
@@ -165,14 +187,12 @@ def file_cues(windows: list, sync_signals: list, experts_config) -> dict:
                  "reason": None if scores else (reasons.most_common(1)[0][0] if reasons else "not run"),
                  "windows": len(scores), **experts_config.provenance[name]}
         if name == "av_sync":
-            from deepscan.experts import sync
+            estimate = pooled_sync([signal for _, signal in sorted(sync_signals, key=lambda s: s[0])])
+            if estimate is not None:
+                from deepscan.experts.sync import sync_score
 
-            estimate, why = sync.estimate_file([signal for _, signal in sorted(sync_signals, key=lambda s: s[0])])
-            if estimate is None:
-                entry.update(p_fake=None, reason=entry["reason"] or why)
-            else:
-                entry.update(p_fake=float(sync.suspicion(estimate)), reason=None,
-                             lag_ms=round(float(estimate.lag_ms), 1), correlation=round(float(estimate.correlation), 4))
+                entry.update(p_fake=sync_score(estimate), reason=None, lag_ms=round(float(estimate.lag_ms), 1),
+                             correlation=round(float(estimate.correlation), 4))
         cues[name] = entry
     for name, why in experts_config.unavailable.items():
         cues[name] = {"p_fake": None, "reason": why, "windows": 0}

@@ -532,8 +532,7 @@ class Scanner:
                     "frames_with_face": pw.frames_with_face, "thumbnail": pw.thumbnail}
             if pw.evidence is not None:
                 f.experts = pw.evidence.tokens
-                meta.update(cues=pw.evidence.cues, speech=pw.evidence.speech,
-                            sync=[a.tolist() for a in pw.evidence.sync] if pw.evidence.sync is not None else None)
+                meta.update(cues=pw.evidence.cues, speech=pw.evidence.speech, sync=pw.evidence.sync)
             if state.key is not None and self.cache is not None and not state.too_long_to_cache:
                 state.cached.append((meta, f))
                 if len(state.cached) > MAX_CACHED_WINDOWS:

@@ -17,7 +17,7 @@ from tests.helpers import make_detector
 runner = CliRunner()
 
 SCANNED = ("fake_voiceclone_44k_stereo.mp3", "real_speech_44k_stereo.mp3", "fake_faceswap_film_noaudio.mp4",
-           "real_film_face_noaudio.mp4", "real_face_ffhq.png")
+           "real_film_face_noaudio.mp4", "real_face_ffhq.png", "real_talking_face_mp4v_aac16k_stereo.mp4")
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +110,36 @@ def test_models_dir_copy_with_a_wrong_file_is_refused(tmp_path, models_dir):
     shutil.copy(models_dir / "AASIST-L.pth", folder / "AASIST.pth")
     with pytest.raises(Exception, match="SHA-256"):
         resolve_experts("aasist", folder)
+
+
+def test_av_sync_on_a_real_talking_face_is_near_zero_lag(sample_scan):
+    talk = sample_scan[0]["real_talking_face_mp4v_aac16k_stereo.mp4"]
+    sync = talk["cues"]["av_sync"]
+    assert sync["p_fake"] is not None and abs(sync["lag_ms"]) <= 100 and sync["correlation"] > 0.4
+    assert sync["trained_on"] == "training-free measurement"
+    assert all(w["speech"] > 0.1 for w in talk["windows"])  # silero-vad hears speech in every window
+    assert any(w["cues"]["av_sync"].get("lag_ms") is not None for w in talk["windows"])
+    film = sample_scan[0]["real_film_face_noaudio.mp4"]
+    assert film["cues"]["av_sync"]["p_fake"] is None and film["cues"]["av_sync"]["reason"] == "no audio stream"
+
+
+@pytest.mark.parametrize("offset_ms", [200.0, -200.0])
+def test_scan_recovers_a_known_audio_offset(tmp_path_factory, offset_ms):
+    tmp = tmp_path_factory.mktemp("offset")
+    clip = synth.write_clip(tmp / "clip.mp4", duration_s=12.0, seed=0, audio_offset_s=offset_ms / 1000.0)
+    scanner = Scanner(detector=make_detector(tmp / "d.safetensors"), encoders="debug", workers=0, cache=False,
+                      experts="av_sync")
+    result = scanner.scan_file(clip)
+    assert abs(result.cues["av_sync"]["lag_ms"] - offset_ms) <= 125.0  # one frame interval at 8 fps
+    assert 0.0 <= result.cues["av_sync"]["p_fake"] <= 1.0
+
+
+def test_silence_leaves_the_audio_cues_unknown_with_no_speech(tmp_path):
+    import numpy as np
+
+    from deepscan.experts.runner import Experts
+
+    config = resolve_experts("av_sync")
+    experts = Experts(config)
+    evidence = experts.run(None, np.zeros(0), np.zeros(64000, np.float32), 0.0, None, False)
+    assert evidence.speech == 0.0 and evidence.cues["av_sync"]["reason"] in ("no speech", "no frames")

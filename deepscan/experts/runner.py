@@ -15,9 +15,10 @@ Cues, per window (:meth:`Experts.run`):
     1 - P(real) of Meso-4 averaged over the frames with a face, on the aligned 256x256 crops
     :func:`deepscan.faces.meso_crop` cuts. Absent without frames or without a face.
 ``av_sync``
-    The lag between the voice's energy envelope and mouth-region motion
-    (:mod:`deepscan.experts.sync`): its best lag in ms, the correlation there, and a heuristic,
-    uncalibrated suspicion score in [0, 1]. Absent without audio, speech, frames or a face.
+    The lag between the voice's loudness envelope and mouth-region motion
+    (:mod:`deepscan.experts.sync`): its best lag in ms (positive: audio late), the correlation there,
+    and a heuristic, uncalibrated suspicion score in [0, 1] (:func:`deepscan.experts.sync.sync_score`);
+    per file, the windows' correlation curves are pooled. Absent without audio, speech, frames or a face.
 
 A cue that does not apply carries ``p_fake = None`` and a ``reason``, never a 0.5.
 """
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 
 from deepscan.errors import ModelLoadingError
+from deepscan.experts.speech import MIN_SPEECH_FRACTION
 
 __all__ = [
     "CUES",
@@ -53,7 +55,7 @@ CUES = {
     "generated_image": (None, "image"),
     "face_forgery": (None, "face"),
 }
-DEFAULT_CUES = ("aasist", "meso4", "synthetic_speech", "generated_image", "face_forgery")
+DEFAULT_CUES = ("aasist", "meso4", "av_sync", "synthetic_speech", "generated_image", "face_forgery")
 # learned experts (issue 12): cue -> (module, loader, packaged weights file); their weights ship inside the package
 LEARNED = {
     "synthetic_speech": ("deepscan.experts.speech_learned", "load_speech_expert", "synthetic_speech.safetensors"),
@@ -184,7 +186,7 @@ def resolve_experts(names="auto", models_dir: str | os.PathLike | None = None) -
         paths[name] = str(path)
         provenance[name] = {"expert": entry.name, "weights_sha256": entry.sha256, "licence": entry.licence,
                             "trained_on": entry.trained_on, "detects": entry.detects}
-    return ExpertsConfig(tuple(cues), paths, provenance, unavailable, speech=False)
+    return ExpertsConfig(tuple(cues), paths, provenance, unavailable, speech=True)
 
 
 def _learned_provenance(name: str, path: str) -> dict:
@@ -227,9 +229,9 @@ class WindowEvidence:
         the expert's penultimate embedding with its logit appended, for the detector.
     speech : float or None
         Fraction of the window's audio with speech (``None`` without audio or speech detection).
-    sync : tuple or None
-        ``(frame_times_s (T,), mouth_motion (T,), envelope (T,))`` float32, the signals of the
-        ``av_sync`` cue, kept so that the file-level lag can be estimated over all windows.
+    sync : dict or None
+        ``{"n": frames used, "r": correlation per lag of deepscan.experts.sync.DEFAULT_LAGS_MS}``: the
+        window's lag curve, kept so that the file-level lag pools every window's curve.
     """
 
     cues: dict = field(default_factory=dict)
@@ -309,7 +311,7 @@ class Experts:
         speech_reason = audio_reason or (None if waveform.shape[0] else "no audio")
         if speech_reason is None and self.speech is not None:
             evidence.speech = float(self.speech.speech_fraction(waveform))
-            if evidence.speech < self.speech.min_fraction:
+            if evidence.speech < MIN_SPEECH_FRACTION:
                 speech_reason = "no speech"
         duration = waveform.shape[0] / 16_000.0
         for name, model in self.aasist.items():
@@ -391,16 +393,14 @@ class Experts:
 
         if reason is not None:
             return cue(reason=reason)
-        times = np.asarray(frame_times_s, dtype=np.float64) - start_s
+        times = np.asarray(frame_times_s, dtype=np.float64)
         motion = sync.mouth_motion(faces.mouth_crops, faces.found)
-        envelope = sync.audio_envelope(waveform, times)
-        evidence.sync = (times.astype(np.float32) + np.float32(start_s), motion.astype(np.float32),
-                         envelope.astype(np.float32))
-        estimate, why = sync.estimate_window(motion, envelope, times, faces.found)
-        if estimate is None:
-            return cue(reason=why)
+        estimate = sync.best_lag(motion, sync.AudioEnvelope(waveform, start_s=start_s), times, speech=True)
+        if not estimate.ok:
+            return cue(reason=estimate.reason)
+        evidence.sync = {"n": int(estimate.n_frames), "r": [round(float(r), 5) for r in estimate.correlations]}
         evidence.tokens["av_sync"] = (
             torch.tensor([[estimate.lag_ms / 1000.0, estimate.correlation]], dtype=torch.float32),
-            torch.tensor([float(times.mean())], dtype=torch.float32))
-        return cue(sync.suspicion(estimate), lag_ms=round(float(estimate.lag_ms), 1),
+            torch.tensor([float(times.mean()) - start_s], dtype=torch.float32))
+        return cue(sync.sync_score(estimate), lag_ms=round(float(estimate.lag_ms), 1),
                    correlation=round(float(estimate.correlation), 4))
