@@ -96,9 +96,9 @@ MAX_CODEC_PADDING_S = 0.1  # s, decoded audio past the stream's stated end that 
 class MediaLimits:
     """Limits that stop decompression bombs and runaway inputs.
 
-    Every limit is checked on what the file claims before anything is decoded, and again on what
-    decoding actually produces; a file over a limit gets a :class:`LimitExceededError` (reason
-    ``"over limits"``) that names the limit.
+    The limits are checked on what the file claims before anything is decoded, and duration,
+    pixels, window bytes and sample rate again on what decoding produces; a file over a limit gets
+    a :class:`LimitExceededError` (reason ``"over limits"``) that says which.
 
     Parameters
     ----------
