@@ -36,7 +36,24 @@ def equal_error_rate(labels: np.ndarray, scores: np.ndarray) -> tuple[float, flo
     ValueError
         When only one class is present.
     """
-    fpr, tpr, thresholds = roc_curve(labels, scores)
+    return eer_from_roc(*roc_curve(labels, scores))
+
+
+def eer_from_roc(fpr: np.ndarray, tpr: np.ndarray, thresholds: np.ndarray) -> tuple[float, float]:
+    """:func:`equal_error_rate` from a ROC curve that :func:`sklearn.metrics.roc_curve` already gave.
+
+    Parameters
+    ----------
+    fpr, tpr, thresholds : np.ndarray
+        ``roc_curve``'s outputs, in its order.
+
+    Returns
+    -------
+    eer : float
+        In [0, 1].
+    threshold : float
+        The score threshold at that point.
+    """
     fnr = 1.0 - tpr
     i = int(np.nanargmin(np.abs(fnr - fpr)))
     # interpolate between i and its neighbour on the other side of the crossing
