@@ -138,7 +138,7 @@ class Scanner:
     device : str
         ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
     precision : str
-        ``"auto"``, ``"fp32"`` or ``"bf16"`` for the encoders (see :mod:`deepscan.precision`).
+        ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"int8"`` for the encoders (see :mod:`deepscan.precision`).
     face_config : FaceDetectorConfig, optional
         Face detector; by default YuNet where its weights are present (or can be fetched), else
         OpenCV's Haar cascade (:func:`default_face_config`). Every result names the one that ran.

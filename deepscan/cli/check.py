@@ -36,7 +36,7 @@ def check(
     html: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML report to this file."),
     fail_on_fake: bool = typer.Option(False, "--fail-on-fake", help="Exit with code 1 when any file is judged fake."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    precision: str = typer.Option("auto", "--precision", help="Encoder precision: auto (bf16 where the hardware has it), fp32 or bf16."),
+    precision: str = typer.Option("auto", "--precision", help="Encoder precision: auto (bf16 where the CPU/GPU has it, else int8 on CPUs with VNNI, else fp32), fp32, bf16 or int8."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Face crops per encoder batch (windows of several files are batched together)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Decoding processes (0: decode in this process). Default: one per 2 cores."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", envvar="DEEPSCAN_CACHE_DIR", help="Feature cache location (default ~/.cache/deepscan)."),

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..hub import DEBUG_ID, EncoderSpec, cached_location, load_pretrained, resolve_encoders
-from ..precision import resolve_precision
+from ..precision import INT8, resolve_precision
 from .audio import AUDIO_TOKEN_RATE, AudioEncoder
 from .image import ImageEncoder, as_uint8_images
 from .video import VIDEO_SEGMENT_FRAMES, VideoEncoder
@@ -118,8 +118,9 @@ class Extractors:
     config : dict
         JSON-ready identity of the features: per modality the encoder ``id`` (``"debug"`` for the
         debug preset), ``revision`` (the cached commit for hub models), ``dim`` and the
-        preprocessing / pooling parameters, plus ``debug`` and ``format``. Compute precision and
-        device are not part of it (bf16 features agree with fp32 ones to cosine >= 0.999).
+        preprocessing / pooling parameters, plus ``debug`` and ``format``. Device and fp32/bf16
+        precision are not part of it (bf16 features agree with fp32 ones to cosine >= 0.999); int8
+        adds ``"compute": "int8"`` (cosine >= 0.99), so its features are cached apart.
     is_debug : bool
         True when any encoder is a debug encoder; such features must be labelled as such.
     """
@@ -136,6 +137,8 @@ class Extractors:
             "audio": {**self._identity(self.specs["audio"], audio.dim), **audio.config},
             "video": {"id": self.specs["image"].id, "dim": video.dim, **video.config},
         }
+        if dtype == INT8:
+            self.config["compute"] = "int8"
 
     @staticmethod
     def _identity(spec: EncoderSpec, dim: int) -> dict:
@@ -272,7 +275,8 @@ def load_extractors(
     device : str or torch.device
         Where the encoders run.
     precision : str
-        ``"fp32"``, ``"bf16"`` or ``"auto"`` (see :func:`deepscan.precision.resolve_precision`).
+        ``"fp32"``, ``"bf16"``, ``"int8"`` or ``"auto"`` (see
+        :func:`deepscan.precision.resolve_precision`).
 
     Returns
     -------

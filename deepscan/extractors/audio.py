@@ -25,7 +25,7 @@ import torch
 
 from ..errors import AudioTooShortError
 from ..media import MIN_AUDIO_SAMPLES, SAMPLE_RATE
-from ..precision import autocast_context
+from ..precision import autocast_context, prepare_model
 
 __all__ = [
     "AUDIO_POOL_FRAMES",
@@ -117,7 +117,9 @@ class AudioEncoder:
     device : str or torch.device
         Where the model runs.
     dtype : torch.dtype
-        Compute dtype (``torch.float32`` or ``torch.bfloat16`` via autocast); outputs are float32.
+        Compute dtype (``torch.float32``, ``torch.bfloat16`` via autocast, or
+        :data:`deepscan.precision.INT8`, which converts the model's Linear layers in place);
+        outputs are float32.
     pool : int
         Frames averaged per token (:data:`AUDIO_POOL_FRAMES`).
     batch_size : int
@@ -147,7 +149,7 @@ class AudioEncoder:
         self.dtype = dtype
         self.pool = int(pool)
         self.batch_size = int(batch_size)
-        self.model = model.eval().requires_grad_(False).to(self.device)
+        self.model = prepare_model(model.eval().requires_grad_(False).to(self.device), dtype)
         config = model.config
         self.dim = int(config.hidden_size)
         self.hop = int(np.prod(config.conv_stride))

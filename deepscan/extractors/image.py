@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..precision import autocast_context
+from ..precision import autocast_context, prepare_model
 
 __all__ = ["CLIP_MEAN", "CLIP_STD", "IMAGE_BATCH_SIZE", "ImageEncoder", "as_uint8_images"]
 
@@ -67,7 +67,8 @@ class ImageEncoder:
     device : str or torch.device
         Where the model runs.
     dtype : torch.dtype
-        Compute dtype (``torch.float32`` or ``torch.bfloat16`` via autocast, see
+        Compute dtype (``torch.float32``, ``torch.bfloat16`` via autocast, or
+        :data:`deepscan.precision.INT8`, which converts the model's Linear layers in place; see
         :mod:`deepscan.precision`); outputs are float32 either way.
     batch_size : int
         Crops per forward pass.
@@ -96,7 +97,7 @@ class ImageEncoder:
         self.device = torch.device(device)
         self.dtype = dtype
         self.batch_size = int(batch_size)
-        self.model = model.eval().requires_grad_(False).to(self.device)
+        self.model = prepare_model(model.eval().requires_grad_(False).to(self.device), dtype)
         self.dim = int(model.config.projection_dim)
         self.image_size = int(model.config.image_size)
         self.mean = tuple(float(v) for v in mean)
