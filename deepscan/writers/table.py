@@ -1,75 +1,219 @@
-"""A Rich table of scan results, for people."""
+"""A Rich table of scan results, for people, that fits the terminal (80 columns and up).
+
+One row per file: its name, the verdict, ``p_fake`` and one narrow column per cue (``aas`` for
+AASIST, ``meso`` for Meso-4, ...) with the cue's score in two digits (``.93``); a cue that does not
+apply to a file is a dim ``–`` with a superscript that points to the reason under the table, and a
+cue that applied to no file has no column, only a line under the table. Names are shown from the
+folder the files share (the scanned folder; named in the title unless it is the working directory),
+and a name too long for its column is cut in the middle (``real_talk…stereo.mp4``).
+Numbers never wrap; a note (why a verdict is withheld, why a file could not be read) sits under
+the file's name and wraps at spaces. The face counts make room for the names when the terminal is
+narrow; the per-modality scores are in JSON, CSV and the HTML report, and the table shows them only
+when no cue ran.
+
+The layout is made when the table is printed, for the console's width (:class:`ResultTable`).
+"""
 
 from __future__ import annotations
 
-import dataclasses
+import os
 from typing import Sequence
 
-from rich.markup import escape
+from rich import box
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
+from rich.text import Text
 
 from deepscan.results import MODALITIES, ScanResult, summarize
-from deepscan.writers.safe import rich_text
+from deepscan.writers.paths import display_root, middle_ellipsis, relative_to, shown_folder
+from deepscan.writers.safe import rich_text, terminal_text
 
 VERDICT_STYLE = {"fake": "bold red", "real": "green", "unknown": "yellow"}
+# Column headers of the cues: short enough that a score in two digits fills the column.
+CUE_HEADERS = {"aasist": "aas", "aasist-l": "aasL", "meso4": "meso", "meso4-f2f": "m4f2f", "av_sync": "sync",
+               "synthetic_speech": "spch", "generated_image": "gen", "face_forgery": "face"}
+SUPERSCRIPTS = "¹²³⁴⁵⁶⁷⁸⁹"
+ABSENT = "–"
+MIN_FILE_WIDTH = 12  # the file column never gets narrower than this (names are cut in the middle)
+MIN_NOTE_WIDTH = 24  # a note (why no verdict, why an error) wraps under the name at least this wide
+WANT_FILE_WIDTH = 28  # below this, the face counts make room for the names
+COLUMN_PADDING = 0  # padding right of a column; the box's vertical divider is a space
+COLUMN_GAP = COLUMN_PADDING + 1  # cells between two columns
 
 
-def _score(p):
+def _score(p) -> str:
     return "" if p is None else f"{p:.2f}"
 
 
-def _cues(cues: dict) -> str:
-    """One short line per cue: ``aasist 0.93``, ``av_sync +40 ms 0.12``, ``meso4: no face``."""
-    lines = []
-    for name, c in cues.items():
-        if c.get("p_fake") is None:
-            lines.append(f"[dim]{name}: {escape(c.get('reason') or 'n/a')}[/]")
-        elif name == "av_sync" and c.get("lag_ms") is not None:
-            lines.append(f"{name} {c['lag_ms']:+.0f} ms {c['p_fake']:.2f}")
-        else:
-            lines.append(f"{name} {c['p_fake']:.2f}")
-    return "\n".join(lines)
+def cue_score(p: float) -> str:
+    """A cue's score in two digits and three cells: ``.07``, ``.93``, ``1.0`` (from 0.995)."""
+    text = f"{p:.2f}"
+    return "1.0" if text == "1.00" else text[1:] if text.startswith("0") else text
 
 
-def _shown(result: ScanResult) -> ScanResult:
-    """A copy whose path and reason are Rich Text: never read as markup, escape sequences made visible."""
-    return dataclasses.replace(result, path=rich_text(result.path),
-                               reason=rich_text(result.reason) if result.reason else None)
+def cue_header(name: str) -> str:
+    """The short column header of a cue (:data:`CUE_HEADERS`, else its first five characters)."""
+    return CUE_HEADERS.get(name) or name[:5]
 
 
-def render_table(results: Sequence[ScanResult]) -> Table:
-    """Build a table: one row per file with verdict, ``p_fake``, threshold and modality scores.
-
-    The caption states the counts and, for a detector trained on synthetic or debug data, that
-    its verdicts are a demonstration, not a real judgement.
+class ResultTable:
+    """Scan results as a table laid out for the width of the console that prints it.
 
     Parameters
     ----------
     results : sequence of ScanResult
+    root : str, optional
+        Folder the names are shown from; default: the folder the files share (the scanned folder,
+        :func:`deepscan.writers.paths.display_root`), named in the title unless it is the working directory.
+    cwd : str, optional
+        The working directory (default: :func:`os.getcwd`).
+    """
+
+    def __init__(self, results: Sequence[ScanResult], root: str | None = None, cwd: str | None = None):
+        self.results = list(results)
+        self.cwd = os.path.abspath(cwd if cwd is not None else os.getcwd())
+        self.root = root if root is not None else display_root([r.path for r in self.results], self.cwd, prefer_cwd=False)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        table = self.build(options.max_width)
+        notes, table.caption = table.caption, None  # under the table, wrapped at the console's width
+        yield table
+        yield notes
+
+    def build(self, width: int = 80) -> Table:
+        """The table for a console ``width`` cells wide.
+
+        Parameters
+        ----------
+        width : int
+            Cells the table may take; it takes fewer when the names are short.
+
+        Returns
+        -------
+        rich.table.Table
+            With the notes (counts, threshold, cue legend, why cues are absent, the detector's label)
+            as its caption; printed through :class:`ResultTable`, they follow the table at the
+            console's width instead.
+        """
+        results = self.results
+        ok = [r for r in results if r.status == "ok"]
+        cue_names = list(dict.fromkeys(n for r in ok for n in (r.cues or {})))
+        scored = [n for n in cue_names if any((r.cues.get(n) or {}).get("p_fake") is not None for r in ok)]
+        thresholds = {r.threshold for r in ok if r.threshold is not None}
+        per_file_threshold = len(thresholds) > 1
+        show_modalities = not cue_names
+
+        # absent cues: one footnote per distinct reason, numbered in order of first appearance
+        marks: dict[str, str] = {}
+
+        def mark(reason: str) -> str:
+            if reason not in marks:
+                marks[reason] = SUPERSCRIPTS[len(marks)] if len(marks) < len(SUPERSCRIPTS) else "*"
+            return marks[reason]
+
+        rows, notes = [], []
+        for r in results:
+            name = terminal_text(relative_to(r.path, self.root))
+            if r.status != "ok":
+                rows.append((name, Text("error", style="red"), "", *([""] * per_file_threshold),
+                             *([""] * len(scored)), *([""] * (len(MODALITIES) if show_modalities else 0)), ""))
+                notes.append(r.reason or "")
+                continue
+            cells = []
+            for cue in scored:
+                c = (r.cues or {}).get(cue) or {}
+                if c.get("p_fake") is not None:
+                    cells.append(Text(cue_score(c["p_fake"])))
+                else:
+                    cells.append(Text(ABSENT + mark(terminal_text(c.get("reason") or "not run")), style="dim"))
+            mods = [_score((r.modalities.get(m) or {}).get("p_fake")) for m in MODALITIES] if show_modalities else []
+            faces = f"{r.faces.get('frames_with_face', 0)}/{r.faces.get('frames', 0)}" if r.faces.get("frames") else ""
+            rows.append((name, Text(r.verdict or "", style=VERDICT_STYLE.get(r.verdict or "", "")), _score(r.p_fake),
+                         *([_score(r.threshold)] if per_file_threshold else []), *cells, *mods, faces))
+            notes.append(r.reason or "")
+
+        headers = ["file", "verdict", "p_fake", *(["thr"] if per_file_threshold else []),
+                   *(cue_header(n) for n in scored), *(MODALITIES if show_modalities else ()), "faces"]
+        longest_name = max((cell_len(row[0]) for row in rows), default=4)
+        has_note = any(notes)
+        want_file = max(longest_name, MIN_NOTE_WIDTH if has_note else 0, MIN_FILE_WIDTH)
+
+        def fixed(hdrs, rws) -> int:  # the columns after the name, and the gaps between all columns
+            return sum(max([cell_len(h)] + [cell_len(str(row[i])) for row in rws]) for i, h in enumerate(hdrs)
+                       if i > 0) + COLUMN_GAP * (len(hdrs) - 1)
+
+        # the face counts go first when the names would be cut short (they are in JSON, CSV and HTML)
+        if not any(row[-1] for row in rows) or width - fixed(headers, rows) < min(want_file, WANT_FILE_WIDTH):
+            headers.pop()
+            rows = [row[:-1] for row in rows]
+        file_width = max(MIN_FILE_WIDTH, min(want_file, width - fixed(headers, rows)))
+
+        title = "deepscan check"
+        if self.root is not None and self.root != self.cwd:
+            title += f" · in {terminal_text(shown_folder(self.root, self.cwd))}{os.sep}"
+        table = Table(title=rich_text(title), box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                      padding=(0, COLUMN_PADDING, 0, 0), title_justify="left", caption_justify="left", expand=False)
+        for i, header in enumerate(headers):
+            if i == 0:  # the name, and under it the note, wrapped at spaces
+                table.add_column(header, width=file_width, overflow="fold")
+            else:
+                table.add_column(header, no_wrap=True, justify="left" if i == 1 else "right")
+        for row, note in zip(rows, notes):
+            cell = rich_text(middle_ellipsis(row[0], file_width))
+            if note:
+                cell.append("\n" + terminal_text(note), style="dim italic")
+            table.add_row(cell, *row[1:])
+
+        table.caption = self._caption(ok, scored, cue_names, marks, thresholds, per_file_threshold)
+        return table
+
+    def _caption(self, ok, scored, cue_names, marks, thresholds, per_file_threshold) -> Text:
+        counts = summarize(self.results)
+        lines = [", ".join(f"{v} {k}" for k, v in counts.items())]
+        if thresholds and not per_file_threshold:
+            lines[0] += f"; threshold {next(iter(thresholds)):.2f}"
+        if scored:
+            lines.append("cues: " + ", ".join(f"{cue_header(n)} {n}" for n in scored)
+                         + " (each expert's own p_fake)")
+        for reason, symbol in marks.items():
+            lines.append(f"{ABSENT}{symbol} {reason}")
+        unscored: dict = {}  # cues that scored no file, grouped by why
+        for name in cue_names:
+            if name not in scored:
+                reasons = sorted({terminal_text((r.cues.get(name) or {}).get("reason") or "not run") for r in ok
+                                  if name in (r.cues or {})})
+                unscored.setdefault("; ".join(reasons), []).append(name)
+        for reason, names in unscored.items():
+            lines.append(f"{', '.join(names)}: {reason}")
+        caption = Text("\n".join(lines), style="dim")
+        labels = sorted({r.detector.get("label") for r in self.results if (r.detector or {}).get("label")})
+        for label in labels:
+            caption.append("\n" + terminal_text(label), style="bold yellow")
+        return caption
+
+
+def render_table(results: Sequence[ScanResult], root: str | None = None, cwd: str | None = None) -> ResultTable:
+    """Build a table: one row per file with verdict, ``p_fake``, compact cue scores, faces, and a note under the name.
+
+    The caption states the counts, the threshold, what the cue columns are, why a cue is absent
+    where it is, and, for a detector trained on synthetic or debug data, that its verdicts are a
+    demonstration, not a real judgement. File names and reasons are text, never markup, with control
+    characters made visible (:mod:`deepscan.writers.safe`).
+
+    Parameters
+    ----------
+    results : sequence of ScanResult
+    root : str, optional
+        Folder to show names from (default: the folder the files share, named in the title unless it
+        is the working directory).
+    cwd : str, optional
+        The working directory (default: :func:`os.getcwd`).
 
     Returns
     -------
-    rich.table.Table
+    ResultTable
+        A Rich renderable: ``Console.print`` lays it out for the console's width
+        (:meth:`ResultTable.build` gives the :class:`rich.table.Table` for a given width).
     """
-    table = Table(title="deepscan check", show_lines=False)
-    show_cues = any(r.cues for r in results)
-    columns = ("file", "verdict", "p_fake", "thr", *MODALITIES, *(("cues",) if show_cues else ()), "faces", "reason")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for r in results:
-        r = _shown(r)  # a file name is text, never markup or terminal control (deepscan.writers.safe)
-        if r.status != "ok":
-            table.add_row(r.path, "[red]error[/]", *[""] * (len(columns) - 3), r.reason or "")
-            continue
-        mods = [_score((r.modalities.get(m) or {}).get("p_fake")) for m in MODALITIES]
-        faces = f"{r.faces.get('frames_with_face', 0)}/{r.faces.get('frames', 0)}" if r.faces.get("frames") else ""
-        style = VERDICT_STYLE.get(r.verdict or "", "")
-        table.add_row(r.path, f"[{style}]{r.verdict}[/]", _score(r.p_fake), _score(r.threshold), *mods,
-                      *((_cues(r.cues),) if show_cues else ()), faces, r.reason or "")
-    counts = summarize(results)
-    caption = ", ".join(f"{v} {k}" for k, v in counts.items())
-    labels = sorted({r.detector.get("label") for r in results if r.detector.get("label")})
-    if labels:
-        caption += "\n" + "\n".join(f"[bold yellow]{label}[/]" for label in labels)
-    table.caption = caption
-    return table
+    return ResultTable(results, root=root, cwd=cwd)
