@@ -194,6 +194,66 @@ def test_cli_report_from_jsonl_and_json(tmp_path):
     assert not (tmp_path / "x.html").exists()
 
 
+FUSION = {"name": "default", "sha256": "ef" * 32, "trained_on": "harvest", "synthetic": False, "label": None,
+          "kind": "cue-fusion", "data": {"audio": {"real": 212, "fake": 388}, "video": {"real": 60, "fake": 95}},
+          "metrics": {"audio": {"auc": 0.912345, "eer": 0.1876, "ap": 0.9, "ece": 0.04567, "n_real": 212, "n_fake": 388},
+                      "video": {"auc": 0.79, "eer": 0.3, "ap": 0.7, "ece": 0.081, "n_real": 60, "n_fake": 95}},
+          "real_media": {"audio": {"auc": 0.8561, "auc_lo": 0.7123, "auc_hi": 0.9512}},
+          "limits": ["no expert for diffusion images without a face"]}
+TRAINED = {"name": "mine", "sha256": "ab" * 32, "trained_on": "clips", "synthetic": False, "label": None,
+           "data": {"root": "/data/clips", "name": "clips", "layout": "folder", "files": 40,
+                    "counts": {"train": {"real": 14, "fake": 14}, "test": {"real": 6, "fake": 6}}},
+           "metrics": {"val": {"auc": 0.8765, "eer": 0.21, "accuracy": 0.8, "confusion": {"tn": 3}, "n_real": 5,
+                               "n_fake": 5},
+                       "test": {"auc": 0.7, "per_kind": {"lipsync": {"auc": 0.654321, "n_real": 6, "n_fake": 3}}}}}
+
+
+def _with_cues(result: ScanResult) -> ScanResult:
+    """The result with an AASIST and a lip-sync cue per window, and a cue that never applies."""
+    for i, w in enumerate(result.windows):
+        w.cues = {"aasist": {"p_fake": 0.2 + 0.1 * i}, "av_sync": {"p_fake": 0.6},
+                  "face_forgery": {"p_fake": None, "reason": "weights not shipped in this installation"}}
+    result.cues = {"aasist": {"p_fake": 0.25, "trained_on": "ASVspoof 2019 LA", "weights_sha256": "51" * 32},
+                   "av_sync": {"p_fake": 0.6, "lag_ms": -130.0, "correlation": 0.24},
+                   "face_forgery": {"p_fake": None, "reason": "weights not shipped in this installation"}}
+    return result
+
+
+def test_provenance_is_a_short_table_rounded_to_three_digits():
+    results = [_ok("a.mp4", [0.2, 0.3]), _ok("b.mp4", [0.6, 0.7])]
+    results[0].detector, results[1].detector = dict(FUSION), dict(TRAINED)
+    html = render_html(results)
+    assert html.count('<section class="banner') == 2
+    assert "{&#39;" not in html and "{'" not in html  # no dictionary dumped as text
+    assert "<caption>training files</caption>" in html
+    assert re.search(r"<td>audio</td><td class=\"num\">212</td><td class=\"num\">388</td><td class=\"num\">600</td>", html)
+    assert re.search(r"<td>train</td><td class=\"num\">14</td><td class=\"num\">14</td>", html)  # per split
+    assert ">0.912<" in html and "0.912345" not in html and ">0.046<" in html
+    assert "<td>test · lipsync</td><td class=\"num\">9</td><td class=\"num\">0.654</td>" in html
+    assert "measured on real media" in html and "0.856 <span class=\"ci\">[0.71, 0.95]</span>" in html
+    assert "no expert for diffusion images without a face" in html
+    assert "confusion" not in html and "detector provenance" not in html  # once, in the banner
+
+
+def test_paths_relative_to_the_scanned_folder():
+    results = [_ok("/data/scans/2024/a.mp4", [0.2]), _ok("/data/scans/b.mp4", [0.3]),
+               ScanResult.error("/data/scans/2024/c.mp4", "truncated or corrupt")]
+    html = render_html(results)
+    assert 'files in <code class="root">/data/scans</code>' in html
+    assert '<a href="#file-0">2024/a.mp4</a>' in html and '<a href="#file-1">b.mp4</a>' in html
+    assert 'title="/data/scans/2024/c.mp4">2024/c.mp4<' in html  # the full path is the tooltip
+    assert render_html(results, root="/data").count('<a href="#file-0">scans/2024/a.mp4</a>') == 1
+
+
+def test_cue_timeline_beside_the_fused_one_except_for_stills():
+    video = _with_cues(_ok("clip.mp4", [0.1, 0.5, 0.9]))
+    still = _with_cues(_ok("face.png", [0.35], kind="image", audio=False))
+    html = render_html([video, still])
+    assert html.count('aria-label="cue timelines"') == 1  # a still's cues are its numbers
+    assert "weights not shipped in this installation:</span> face_forgery" in html
+    assert "lag -130 ms, r 0.24" in html and "ASVspoof 2019 LA" in html
+
+
 # --- the report in a real browser ------------------------------------------------------------------
 
 
@@ -274,5 +334,51 @@ def test_report_renders_in_headless_chromium(browser, tmp_path):
     assert visible.count() == 1
     page.locator("#filter").fill("")
     assert visible.count() == len(results)
+    page.close()
+    assert problems == []
+
+
+def test_report_reads_like_a_report_in_headless_chromium(browser, tmp_path):
+    """Provenance as tables, names from the scanned folder, cue timelines under the fused one, on the same axis."""
+    folder = tmp_path / "scans"
+    results = [_with_cues(_ok(str(folder / "interviews" / "clip.mp4"), [0.1, 0.5, 0.9, 0.4])),
+               _with_cues(_ok(str(folder / "voice.wav"), [0.7, 0.8], kind="audio")),
+               _with_cues(_ok(str(folder / "face.png"), [0.35], kind="image", audio=False))]
+    for r in results:
+        r.detector = dict(FUSION)
+    path = write_html(results, tmp_path / "report.html")
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    problems = []
+    page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto(path.as_uri())
+    page.wait_for_load_state("load")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "report_cues.png"), full_page=True)
+
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1200  # nothing overflows sideways
+    banner = page.locator("section.banner").bounding_box()
+    tables = page.locator("section.banner table.prov-table")
+    assert tables.count() == 3  # training files, held-out metrics, real media
+    for i in range(tables.count()):
+        box = tables.nth(i).bounding_box()
+        assert box["x"] >= banner["x"] and box["x"] + box["width"] <= banner["x"] + banner["width"]
+    assert page.locator("section.banner td", has_text="0.912").count() == 1
+    assert page.locator(".sub code.root").inner_text() == str(folder)
+    assert page.locator("#results td.path").first.inner_text() == "interviews/clip.mp4"
+
+    for i, r in enumerate(results):
+        card = page.locator("article.card").nth(i)
+        plots = card.locator(".plot svg")
+        if r.media["kind"] == "image":
+            assert plots.count() == 1
+            continue
+        assert plots.count() == 2
+        fused, cues = plots.nth(0).bounding_box(), plots.nth(1).bounding_box()
+        assert abs(fused["x"] - cues["x"]) < 1 and abs(fused["width"] - cues["width"]) < 1  # one time axis
+        assert 0 <= cues["y"] - (fused["y"] + fused["height"]) < 60  # right under it
+        assert card.locator("table.cues th").all_inner_texts() == ["aasist", "av_sync"]
+        bars = [b["x"] for b in (card.locator("table.cues td.bar").nth(j).bounding_box() for j in range(2))]
+        assert abs(bars[0] - bars[1]) < 1  # the cue bars start at one x
     page.close()
     assert problems == []

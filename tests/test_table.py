@@ -148,5 +148,8 @@ def test_path_helpers():
     assert display_root(["/data/x/a.mp4", "/data/x/y/b.mp4"], cwd="/data") == "/data"
     assert display_root(["/a.mp4", "/b/c.mp4"], cwd="/home") is None
     assert display_root(["s3://bucket/a.mp4"]) is None
+    # relative paths stay relative: results read back need not be in the directory the scan ran in
+    assert display_root(["rw/a/x.mp3", "rw/b/y.mp3"], cwd="/elsewhere") == "rw"
+    assert display_root(["a.mp3", "b/c.mp3"]) is None
     assert relative_to("s3://bucket/a.mp4", "/data") == "s3://bucket/a.mp4"
     assert cue_score(0.0712) == ".07" and cue_score(0.999) == "1.0" and cue_score(0.5) == ".50"

@@ -20,6 +20,7 @@ import jinja2
 from markupsafe import Markup
 
 from deepscan.results import MODALITIES, STATUS_OK, ScanResult, summarize
+from deepscan.writers.paths import display_root, relative_to
 
 DEFAULT_TITLE = "deepscan report"
 TEMPLATE_NAME = "report.html.j2"
@@ -36,7 +37,7 @@ _BASE64 = re.compile(r"^[A-Za-z0-9+/=\s]*$")
 
 
 def render_html(results: Sequence[ScanResult], title: str = DEFAULT_TITLE,
-                generated_at: datetime | None = None) -> str:
+                generated_at: datetime | None = None, root: str | None = None) -> str:
     """Render results as one self-contained HTML document.
 
     Parameters
@@ -47,6 +48,10 @@ def render_html(results: Sequence[ScanResult], title: str = DEFAULT_TITLE,
         Page title and heading.
     generated_at : datetime, optional
         Time shown in the header; now (UTC) when omitted.
+    root : str, optional
+        Folder the file names are shown from, named in the header; default: the folder the files
+        share (the scanned folder, :func:`deepscan.writers.paths.display_root`). Each name's full
+        path is its tooltip.
 
     Returns
     -------
@@ -65,7 +70,8 @@ def render_html(results: Sequence[ScanResult], title: str = DEFAULT_TITLE,
     from deepscan import __version__
 
     generated_at = generated_at or datetime.now(timezone.utc)
-    files = [_file_view(i, r) for i, r in enumerate(results)]
+    root = root if root is not None else display_root([r.path for r in results], prefer_cwd=False)
+    files = [_file_view(i, r, root) for i, r in enumerate(results)]
     html = _environment().get_template(TEMPLATE_NAME).render(
         title=title,
         generated=generated_at.strftime("%Y-%m-%d %H:%M:%S %Z").strip(),
@@ -75,6 +81,8 @@ def render_html(results: Sequence[ScanResult], title: str = DEFAULT_TITLE,
         files=files,
         modalities=MODALITIES,
         colors=PLOT_COLORS,
+        root=root,
+        metric_headers={"auc": "AUC", "eer": "EER", "ap": "AP", "accuracy": "acc", "ece": "ECE"},
     )
     # file names that were not valid UTF-8 reach Python as lone surrogates: show them as \udcXX
     return html.encode("utf-8", "backslashreplace").decode("utf-8")
@@ -212,17 +220,23 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def _file_view(index: int, result: ScanResult) -> dict:
+def _file_view(index: int, result: ScanResult, root: str | None = None) -> dict:
     """Everything the template shows for one file, already formatted."""
     ok = result.status == STATUS_OK
     svg = timeline_svg(result, salt=str(index)) if ok else None
-    cue_svg = timeline_svg(result, salt=f"{index}c", cues=True) if ok else None
+    instant = all(_window_dict(w)["end_s"] <= _window_dict(w)["start_s"] for w in result.windows)
+    # a still image has one instant: its cues are the table's numbers, a plot of dots adds nothing
+    cue_svg = timeline_svg(result, salt=f"{index}c", cues=True) if ok and not instant else None
     cues = []
     for name, c in (result.cues or {}).items():
         cues.append({"name": name, "p_fake": c.get("p_fake"), "reason": c.get("reason"),
                      "expert": c.get("expert"), "sha": (c.get("weights_sha256") or "")[:12],
                      "trained_on": c.get("trained_on"), "lag_ms": c.get("lag_ms"),
                      "correlation": c.get("correlation")})
+    absent: dict = {}  # reason -> cues that did not apply, for one line each under the scored cues
+    for c in cues:
+        if c["p_fake"] is None:
+            absent.setdefault(c["reason"] or "not run", []).append(c["name"])
     media = result.media or {}
     faces = result.faces or {}
     modalities = []
@@ -238,10 +252,12 @@ def _file_view(index: int, result: ScanResult) -> dict:
         "result": result,
         "ok": ok,
         "name": os.path.basename(result.path.rstrip("/\\")) or result.path,
+        "shown_path": relative_to(result.path, root),
         "verdict": (result.verdict or "error") if ok else "error",
         "svg": Markup(svg) if svg else None,
         "cue_svg": Markup(cue_svg) if cue_svg else None,
         "cues": cues,
+        "absent_cues": list(absent.items()),
         "modalities": modalities,
         "thumbnails": thumbnails,
         "media": media,
@@ -281,7 +297,7 @@ def _media_facts(media: dict) -> list[tuple[str, str]]:
 
 
 def _detectors(results: Sequence[ScanResult]) -> list[dict]:
-    """The distinct detectors behind the results (by sha256, then name), in first-seen order."""
+    """The distinct detectors behind the results (by sha256, then name), in first-seen order, as shown."""
     seen = {}
     for result in results:
         detector = result.detector or {}
@@ -289,7 +305,102 @@ def _detectors(results: Sequence[ScanResult]) -> list[dict]:
             continue
         key = detector.get("sha256") or detector.get("name")
         seen.setdefault(key, detector)
-    return list(seen.values())
+    return [{**d, "provenance": provenance_view(d)} for d in seen.values()]
+
+
+PROVENANCE_METRICS = ("auc", "eer", "ap", "accuracy", "ece")  # the columns of the metrics table, in order
+_GROUPING_KEYS = {"per_kind", "kinds", "metrics", "per_method", "methods", "counts"}  # left out of row labels
+_MAX_DEPTH = 4
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def provenance_view(detector: dict) -> dict:
+    """A detector's provenance as short tables instead of nested dictionaries.
+
+    Whatever the checkpoint records (a trained cross-modal detector's data description and
+    validation / test metrics, the cue-fusion detector's counts per media kind and out-of-fold
+    metrics), the report shows:
+
+    - ``counts``: rows ``(label, real, fake)`` from every mapping that counts ``real`` and ``fake``
+      files (``{"audio": {"real": 212, "fake": 388}}``, ``{"counts": {"train": {"real": ...}}}``);
+    - ``metrics``: rows ``(label, n, {metric: value})`` from every mapping that holds one of
+      :data:`PROVENANCE_METRICS`, labelled by where it sits (``val``, ``test · audio``), values
+      rounded to 3 digits in the template;
+    - ``real_media``: the same rows for metrics measured on real media, when recorded;
+    - ``notes``: short texts (method, limits, licences).
+
+    Parameters
+    ----------
+    detector : dict
+        A result's ``detector`` block (:func:`deepscan.aggregate.describe_detector`, or the cue-fusion
+        detector's ``describe()``).
+
+    Returns
+    -------
+    dict
+        ``{"counts", "metrics", "real_media", "tables", "notes"}``; ``tables`` are the metric tables to
+        show (``{"title", "rows", "n": bool, "metrics": [names with a value]}``); empty lists where
+        nothing was recorded.
+    """
+    counts: list = []
+    _collect_counts(detector.get("data"), [], counts, 0)
+    metrics = _metric_rows(detector.get("metrics"))
+    real_media = _metric_rows(detector.get("real_media"))
+    tables = [{"title": title, "rows": rows, "n": any(row["n"] is not None for row in rows),
+               "metrics": [m for m in PROVENANCE_METRICS if any(m in row["values"] for row in rows)]}
+              for title, rows in (("held out from its training data", metrics),
+                                  ("measured on real media", real_media)) if rows]
+    notes = []
+    for key, title in (("method", "method"), ("limits", "limits"), ("licences", "licences")):
+        value = detector.get(key)
+        if isinstance(value, str) and value:
+            notes.append((title, value))
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+            notes.append((title, "; ".join(value)))
+    return {"counts": counts, "metrics": metrics, "real_media": real_media, "tables": tables, "notes": notes}
+
+
+def _label(path: list) -> str:
+    return " · ".join(str(p) for p in path if str(p) not in _GROUPING_KEYS) or "all"
+
+
+def _collect_counts(value, path: list, rows: list, depth: int) -> None:
+    if not isinstance(value, dict) or depth > _MAX_DEPTH:
+        return
+    real, fake = value.get("real"), value.get("fake")
+    if _is_count(real) or _is_count(fake):
+        rows.append({"label": _label(path), "real": real if _is_count(real) else None,
+                     "fake": fake if _is_count(fake) else None})
+        return
+    for key, item in value.items():
+        _collect_counts(item, path + [key], rows, depth + 1)
+
+
+def _metric_rows(value) -> list:
+    rows: list = []
+
+    def walk(item, path: list, depth: int) -> None:
+        if not isinstance(item, dict) or depth > _MAX_DEPTH:
+            return
+        found = {m: float(item[m]) for m in PROVENANCE_METRICS
+                 if isinstance(item.get(m), (int, float)) and not isinstance(item.get(m), bool)}
+        if found:
+            n = item.get("n")
+            if not _is_count(n) and _is_count(item.get("n_real")) and _is_count(item.get("n_fake")):
+                n = item["n_real"] + item["n_fake"]
+            rows.append({"label": _label(path), "n": n if _is_count(n) else None, "values": found,
+                         "interval": ((item.get("auc_lo"), item.get("auc_hi"))
+                                      if isinstance(item.get("auc_lo"), float) and isinstance(item.get("auc_hi"), float)
+                                      else None)})
+        for key, sub in item.items():
+            if isinstance(sub, dict) and key not in ("confusion",):
+                walk(sub, path + [key], depth + 1)
+
+    walk(value, [], 0)
+    return rows
 
 
 def _window_dict(window) -> dict:

@@ -36,12 +36,17 @@ def display_root(paths, cwd: str | os.PathLike | None = None, prefer_cwd: bool =
     Returns
     -------
     str or None
-        An absolute folder; ``None`` when the paths share no folder but the file-system root, or
-        one of them is a URI (show them as they are).
+        An absolute folder, or a relative one when every path is relative (results of a scan that
+        ran elsewhere); ``None`` when the paths share no folder (but the file-system root or the
+        directory they are relative to), or one of them is a URI: show them as they are.
     """
     paths = [str(p) for p in paths]
     if not paths or any(_is_uri(p) for p in paths):
         return None
+    if not any(os.path.isabs(p) for p in paths):
+        # as given to a scan that ran somewhere (results read back later need not share its directory)
+        common = os.path.commonpath([os.path.dirname(os.path.normpath(p)) or os.curdir for p in paths])
+        return None if common in ("", os.curdir) else common
     cwd = os.path.abspath(cwd if cwd is not None else os.getcwd())
     folders = [os.path.dirname(os.path.abspath(p)) for p in paths]
     try:
