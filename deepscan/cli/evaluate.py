@@ -62,8 +62,8 @@ def evaluate(
         "folders, asking for a split scores them as a training data set."),
     output_format: EvalFormat = typer.Option(
         EvalFormat.table, "--format", "-f", help="table (people), json, or markdown (labelled media)."),
-    subset: List[str] = typer.Option(
-        [], "--subset", help="Labelled media: a named subset, NAME=PREFIX[,PREFIX...]: the files whose pair id "
+    subset: Optional[List[str]] = typer.Option(
+        None, "--subset", help="Labelled media: a named subset, NAME=PREFIX[,PREFIX...]: the files whose pair id "
         "starts with a PREFIX (repeat for more). Replaces the subsets of a data set deepscan knows."),
     experts: str = typer.Option(
         "auto", "--experts", help="Labelled media: auto, none, or a comma list of cues (as check)."),
