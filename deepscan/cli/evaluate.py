@@ -175,6 +175,7 @@ def _evaluate_media(data, detector, encoders, output_format, subset, experts, mo
                   f"detector {markup_text(det.get('name') or '?')}, scanned in {report['elapsed_s']} s")
     for table in render_tables(report):
         console.print(table)
+    console.print()
     console.print(markup_text(legend(report)))
     for key, what in (("errors", "could not be scanned"), ("unknown", "no fused verdict")):
         if report[key]:

@@ -102,7 +102,7 @@ def legend(report: dict) -> str:
     rounds = report.get("rounds")
     fused = ("p_fake is the detector's fused verdict, at its own threshold" if report.get("fused", True)
              else "the detector is untrained: cues only")
-    return (f"Cell: value [95% bootstrap interval over pairs{f', {rounds} resamples' if rounds else ''}]. "
+    return (f"Each value comes with its 95% bootstrap interval over pairs{f' ({rounds} resamples)' if rounds else ''}. "
             f"{fused}; every other row is one cue alone, at {cue:g}. files: scored / in the row "
             "(real, fake): a cue that does not apply to a file (no face, no speech, no audio), or a verdict "
             "withheld, leaves the file out. acc: accuracy at the threshold. ECE: expected calibration error.")
