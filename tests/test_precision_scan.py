@@ -62,3 +62,19 @@ def test_bf16_file_scores_within_0_01_of_fp32(pair, clip):
             # is of the size of the change (see above): measured 0.009-0.013 on this clip across
             # face-detector settings, so it gets 0.02; the file score and the other heads keep 0.01.
             assert abs(v["p_fake"] - b.modalities[m]["p_fake"]) <= (0.02 if m == "video" else 0.01), m
+
+
+@pytest.mark.skipif(not __import__("deepscan.precision", fromlist=["x"]).int8_available(),
+                    reason="this PyTorch has no int8 quantized CPU engine")
+def test_int8_file_verdict_and_scores_match_fp32(pair, clip, tmp_path):
+    """int8 through the scanner: same verdict, p_fake within 0.01 (bench.precision checks the samples and a corpus split)."""
+    fp32, _ = pair
+    detector = make_detector(tmp_path / "demo.safetensors")  # the pair's detector: same seed, same weights
+    low = Scanner(precision="int8", detector=detector, encoders="debug", cache=False, workers=0)
+    assert low.extractors.config.get("compute") == "int8"
+    a, b = fp32.scan_file(clip), low.scan_file(clip)
+    assert a.status == b.status == "ok" and a.verdict == b.verdict
+    assert a.p_fake != b.p_fake and abs(a.p_fake - b.p_fake) <= 0.01
+    for m, v in a.modalities.items():
+        if v["p_fake"] is not None:
+            assert abs(v["p_fake"] - b.modalities[m]["p_fake"]) <= (0.02 if m == "video" else 0.01), m

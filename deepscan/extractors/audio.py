@@ -41,6 +41,7 @@ AUDIO_POOL_FRAMES = 4  # wav2vec2 frames (20 ms each) averaged into one token
 AUDIO_TOKEN_RATE = 50.0 / AUDIO_POOL_FRAMES  # Hz, 12.5 tokens per second for wav2vec2-base
 AUDIO_BATCH_SIZE = 8  # equal-length waveforms per forward pass
 NORM_EPS = 1e-7  # as Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm
+INT8_KEEP_FP32 = ("feature_projection",)  # Linear layers left in fp32 at int8 (see deepscan.precision)
 
 
 def as_waveform(waveform) -> torch.Tensor:
@@ -149,7 +150,7 @@ class AudioEncoder:
         self.dtype = dtype
         self.pool = int(pool)
         self.batch_size = int(batch_size)
-        self.model = prepare_model(model.eval().requires_grad_(False).to(self.device), dtype)
+        self.model = prepare_model(model.eval().requires_grad_(False).to(self.device), dtype, INT8_KEEP_FP32)
         config = model.config
         self.dim = int(config.hidden_size)
         self.hop = int(np.prod(config.conv_stride))
