@@ -1098,6 +1098,21 @@ def _pil_frame_rgb(img: Image.Image, orientation: int) -> np.ndarray:
     return _pil_to_rgb(_oriented(img, orientation))
 
 
+def _fit(rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """An animation frame cut (or padded with the background) to the canvas ``(H, W)``.
+
+    A GIF frame placed partly outside the logical screen makes Pillow grow the image; a viewer
+    clips it, and the frames of a window must share one size.
+    """
+    h, w = shape
+    if rgb.shape[:2] == (h, w):
+        return rgb
+    out = np.full((h, w, 3), ALPHA_BACKGROUND, np.uint8)
+    rows, cols = min(h, rgb.shape[0]), min(w, rgb.shape[1])
+    out[:rows, :cols] = rgb[:rows, :cols]
+    return out
+
+
 def _video_frame_rgb(frame, rotation: int, size: tuple[int, int] | None) -> np.ndarray:
     """Convert a decoded frame to upright uint8 RGB ``(H, W, 3)`` (conversion done in FFmpeg).
 
@@ -1448,8 +1463,9 @@ def _iter_pillow(path, info: MediaInfo, window_s, visual_fps, limits):
             yield Window(index=0, start_s=0.0, end_s=0.0, frames=rgb[None],
                          frame_times_s=np.zeros((1,), np.float64))
             return
-        asm = _WindowAssembler(window_s, visual_fps, True, False, (info.height, info.width),
-                               limits.max_duration_s, path, limits.max_window_bytes)
+        canvas = (info.height, info.width)  # a frame placed past the canvas grows Pillow's image: cut it
+        asm = _WindowAssembler(window_s, visual_fps, True, False, canvas, limits.max_duration_s, path,
+                               limits.max_window_bytes)
         t = 0.0
         for i in range(max(1, min(int(info.frame_count or 1), limits.max_image_frames))):
             try:
@@ -1460,7 +1476,7 @@ def _iter_pillow(path, info: MediaInfo, window_s, visual_fps, limits):
             _load_pil_frame(img, path)
             duration = _gif_frame_seconds(img)
             snapshot = img.copy()  # seek() reuses the buffer; the frame may be chosen later
-            asm.add_frame(t, duration, lambda im=snapshot: _pil_frame_rgb(im, orientation))
+            asm.add_frame(t, duration, lambda im=snapshot: _fit(_pil_frame_rgb(im, orientation), canvas))
             t += duration
             yield from asm.ready()
         yield from asm.finish()

@@ -35,6 +35,8 @@ REGRESSIONS = {
               "raised ValueError in the scanner's main process (traceback, the batch's other results lost)",
     (1, 1091): "WAV whose header says 2 Hz: resampled to 16 kHz it became 6.7 hours of audio from 384 KB "
                "(no result for over 60 s: counted as a hang)",
+    (1, 1893): "animated GIF with a frame placed at x=65535: Pillow grew that frame to 65599 px wide and the "
+               "window's frames could not be stacked (a 'decode error' instead of a scan)",
 }
 SLICE = list(range(0, 32))  # campaign 1, cases 0..31: the first 32 of the 46 seed files, mutated
 
