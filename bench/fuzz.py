@@ -417,6 +417,7 @@ def summarize(tally: Campaign, rss_limit_mb: float = RSS_LIMIT_MB, bomb_seconds:
         "main_process_crashes": len(crashes),
         "main_process_exit_codes": crashes,
         "unexpected": sum(o.problem == "unexpected exception" for o in outcomes),
+        "examples": _examples(outcomes),
         "slowest": [{"case": o.name, "seconds": round(o.seconds, 2), "reason": o.reason or o.status,
                      "detail": o.case.detail if o.case else None} for o in timed[:5]],
         "worker_peak_rss_mb": round(worker_peak, 1),
@@ -430,6 +431,15 @@ def summarize(tally: Campaign, rss_limit_mb: float = RSS_LIMIT_MB, bomb_seconds:
     summary["passed"] = (not failures and not tracebacks and not crashes and worker_peak <= rss_limit_mb
                          and all(b["passed"] for b in bombs_out))
     return summary
+
+
+def _examples(outcomes: list[Outcome], per_reason: int = 2) -> dict[str, list[str]]:
+    """A few cases of each error reason, with their messages: what to read when a count looks odd."""
+    examples: dict[str, list[str]] = {}
+    for out in outcomes:
+        if out.status == "error" and len(examples.setdefault(out.reason or "", [])) < per_reason:
+            examples[out.reason or ""].append(f"{out.name}: {(out.message or '')[:160]}")
+    return examples
 
 
 def markdown(summary: dict, command: str, campaign: int, digest: str) -> str:
