@@ -51,8 +51,9 @@ def test_probe_json_one_object_per_file(media):
     assert result.exit_code == EXIT_FILE_ERRORS
 
 
-def test_check_without_detector_explains_what_to_do(media, monkeypatch):
+def test_check_without_detector_explains_what_to_do(media, monkeypatch, tmp_path):
     monkeypatch.delenv("DEEPSCAN_DETECTOR", raising=False)
+    monkeypatch.setattr("deepscan.model.fusion.DEFAULT_PATH", tmp_path / "not-shipped.safetensors")
     result = runner.invoke(app, ["check", str(media / "a.mp4"), "--encoders", "debug"])
     assert result.exit_code == EXIT_USAGE
     assert "--detector" in result.output and "deepscan demo" in result.output

@@ -106,8 +106,9 @@ def test_untrained_detector_withholds_the_verdict(tmp_path, media):
     assert "UNTRAINED" in r.detector["label"]
 
 
-def test_no_detector_is_a_clear_error(monkeypatch):
+def test_no_detector_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.delenv("DEEPSCAN_DETECTOR", raising=False)
+    monkeypatch.setattr("deepscan.model.fusion.DEFAULT_PATH", tmp_path / "not-shipped.safetensors")
     with pytest.raises(DetectorNotConfiguredError, match="--detector"):
         Scanner(detector=None, encoders="debug")
 

@@ -51,6 +51,7 @@ app.command("report")(_report.report)
 app.command("synth")(_synth.synth)
 app.command("train")(_train.train)
 app.command("train-expert")(_train_expert.train_expert)
+app.command("train-fusion")(_train_expert.train_fusion)
 app.command("evaluate")(_evaluate.evaluate)
 app.command("demo")(_demo.demo)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import json
 from pathlib import Path
+from typing import List, Optional
 
 import typer
 
@@ -43,6 +44,31 @@ def train_expert(
     trainer = importlib.import_module(TRAINERS[kind])
     try:
         metrics = trainer.train(data, output, seed=seed, quiet=quiet)
+    except (DeepscanError, ValueError, OSError) as error:
+        stderr.print(f"[red]error:[/] {error}")
+        raise typer.Exit(EXIT_USAGE)
+    stderr.print(json.dumps(metrics, indent=1, default=str))
+    typer.echo(str(output))
+
+
+def train_fusion(
+    data: Path = typer.Argument(..., help="The harvest root: audio/, image/ and video/ each with MANIFEST.tsv."),
+    output: Path = typer.Option(..., "--output", "-o", help="Cue-fusion detector to write (.safetensors)."),
+    extra_root: Optional[List[Path]] = typer.Option(
+        None, "--extra-root", help="More folders of harvest files laid out <kind>/<label>/<name> (refetch.sh output)."),
+    models_dir: Optional[Path] = typer.Option(
+        None, "--models-dir", envvar="DEEPSCAN_MODELS_DIR", help="Folder of the published experts' weights."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the subsample and the folds."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Train the cue-fusion detector (the one deepscan ships) on the harvest; never on ../realworld."""
+    from deepscan.training.fusion import train
+
+    if not data.is_dir():
+        stderr.print(f"[red]error:[/] {data} is not a folder")
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        metrics = train(data, output, models_dir=models_dir, seed=seed, extra_roots=extra_root or (), quiet=quiet)
     except (DeepscanError, ValueError, OSError) as error:
         stderr.print(f"[red]error:[/] {error}")
         raise typer.Exit(EXIT_USAGE)

@@ -1,8 +1,8 @@
 """Train the shipped cue-fusion detector on the harvest: scan, collect cues, fit per kind, calibrate.
 
-1. Every harvest file on disk is scanned as ``deepscan check`` scans it, with every expert
-   (``experts="auto"``) and no encoders (:func:`collect_cues`): each file gives its media kind and its
-   file-level cues.
+1. A seeded subsample of the harvest files on disk (:func:`sample_files`) is scanned as ``deepscan
+   check`` scans it, with the published experts and no encoders: each file gives its media kind and
+   its file-level cues.
 2. Cues of the learned experts were fitted on these same files: their in-sample scores would be
    over-trusted. Where a learned expert's training wrote out-of-fold scores
    (``bench/results/<cue>_oof.json``: ``{sha256: p_fake}``), those replace the scanned ones; a learned
@@ -27,7 +27,8 @@ import numpy as np
 from deepscan.evaluation import LabelledFile, read_manifest
 from deepscan.model.fusion import FusionDetector, KindModel, cue_features
 
-__all__ = ["collect_cues", "fit_fusion", "train", "LEARNED_CUES", "FOLDS", "TARGET_FPR"]
+__all__ = ["harvest_files", "sample_files", "rows_from_records", "fit_fusion", "fit_and_save", "train", "LEARNED_CUES",
+           "FOLDS", "TARGET_FPR", "PER_KIND"]
 
 FOLDS = 5
 TARGET_FPR = 0.05
@@ -64,43 +65,6 @@ def harvest_files(harvest_root: str | os.PathLike, extra_roots=()) -> list[Label
             if found is not None:
                 out.append(LabelledFile(found, f.kind, f.label, f.method, f.system, f.group, f.pair, f.sha256,
                                         f.licence))
-    return out
-
-
-def collect_cues(files: list[LabelledFile], models_dir=None, workers: int | None = None, cache=True,
-                 on_result=None) -> list[tuple[LabelledFile, object]]:
-    """Scan files with every expert and no encoders; return ``(file, ScanResult)`` for those scanned.
-
-    Parameters
-    ----------
-    files : list of LabelledFile
-    models_dir : path, optional
-        Folder of the published experts' weights.
-    workers : int, optional
-        Decoding processes (default: the scanner's).
-    cache : bool or path
-        Feature cache, as :class:`deepscan.scanner.Scanner` takes it.
-    on_result : callable(ScanResult), optional
-        Called per result (progress).
-
-    Returns
-    -------
-    list of (LabelledFile, ScanResult)
-        Files whose scan succeeded.
-    """
-    from deepscan.scanner import Scanner
-
-    with tempfile.TemporaryDirectory() as tmp:
-        empty = FusionDetector({}, {"trained_on": "untrained"}).save(Path(tmp) / "cues-only.safetensors")
-        scanner = Scanner(detector=empty, experts="auto", models_dir=models_dir, workers=workers, cache=cache)
-        by_path = {str(f.path): f for f in files}
-        out = []
-        for result in scanner.scan([str(f.path) for f in files], recursive=False):
-            if on_result is not None:
-                on_result(result)
-            if result.status == "ok" and result.path in by_path:
-                out.append((by_path[result.path], result))
-        scanner.close()
     return out
 
 
@@ -174,9 +138,99 @@ def fit_fusion(rows: list[tuple[LabelledFile, dict, str]], seed: int = 0, folds:
     return models, oof_out
 
 
+PER_KIND = {"audio": 120, "image": 120, "video": 60}  # files per kind the shipped fusion learned from
+PUBLISHED_CUES = "aasist,meso4,av_sync"
+
+
+def sample_files(files: list[LabelledFile], per_kind: dict, seed: int = 0) -> list[LabelledFile]:
+    """A seeded subsample: per kind up to half its quota of real files, the rest fake.
+
+    Parameters
+    ----------
+    files : list of LabelledFile
+    per_kind : dict
+        Kind -> files wanted.
+    seed : int
+
+    Returns
+    -------
+    list of LabelledFile
+    """
+    import random
+
+    rng = random.Random(seed)
+    chosen = []
+    for kind, n in per_kind.items():
+        rows = [f for f in files if f.kind == kind]
+        rng.shuffle(rows)
+        real = [f for f in rows if f.label == 0][: n // 2]
+        fake = [f for f in rows if f.label == 1][: n - len(real)]
+        chosen += real + fake
+    return chosen
+
+
+def rows_from_records(records: list[dict], overrides: dict) -> list[tuple[LabelledFile, dict, str]]:
+    """Fusion rows from scanned records (``{"path", "sha256", "label", "system", "group", "pair", "kind", "cues"}``).
+
+    Learned cues take their out-of-fold score from ``overrides`` (cue -> {sha256: p_fake}), or are
+    dropped when there is none.
+    """
+    rows = []
+    for rec in records:
+        if rec.get("status", "ok") != "ok" or rec.get("label") is None:
+            continue
+        cues = {n: dict(c) for n, c in (rec.get("cues") or {}).items()}
+        for cue in LEARNED_CUES:
+            score = overrides.get(cue, {}).get(rec.get("sha256"))
+            if score is not None:
+                cues[cue] = {"p_fake": score}
+            elif cue in cues:
+                cues[cue]["p_fake"] = None
+        f = LabelledFile(Path(rec["path"]), rec.get("kind") or "", int(rec["label"]), rec.get("method") or "",
+                         rec.get("system") or "", rec.get("group") or "", rec.get("pair") or "",
+                         rec.get("sha256") or "", rec.get("licence") or "")
+        rows.append((f, cues, rec.get("kind")))
+    return rows
+
+
+def fit_and_save(rows, output, seed: int = 0, target_fpr: float = TARGET_FPR, sources: str = "") -> dict:
+    """Fit the fusion on rows (:func:`rows_from_records`) and write the checkpoint with its provenance.
+
+    Returns
+    -------
+    dict
+        Per kind: the cues used, the out-of-fold metrics and the threshold.
+
+    Raises
+    ------
+    ValueError
+        If no kind had enough labelled files with cues.
+    """
+    models, _ = fit_fusion(rows, seed=seed, target_fpr=target_fpr)
+    if not models:
+        raise ValueError("no media kind had enough labelled files with cues to fit a fusion model")
+    provenance = {
+        "trained_on": "harvest: real media and published generators' output (../shared/harvest)",
+        "data": {kind: {"real": m.metrics["n_real"], "fake": m.metrics["n_fake"]} for kind, m in models.items()},
+        "files": [{"sha256": f.sha256, "kind": f.kind, "label": f.label, "system": f.system, "group": f.group,
+                   "licence": f.licence} for f, _, _ in rows],
+        "licences": sorted({f.licence or "none stated" for f, _, _ in rows}),
+        "method": "per-kind logistic regression on cue log-odds and presence flags; out-of-fold, folds grouped "
+                  "by source page; threshold at the target false positive rate of the out-of-fold real scores",
+        "cues_out_of_fold": sorted({c for _, cues, _ in rows for c in cues if c in LEARNED_CUES
+                                    and cues[c].get("p_fake") is not None}),
+        "sources": sources,
+        "seed": seed,
+        "limits": "weak where no cue applies or no expert knows the generator: zero-shot TTS, GAN and "
+                  "diffusion images without a face model, lip-sync edits; see the README's real-media table",
+    }
+    FusionDetector(models, provenance, target_fpr).save(output)
+    return {kind: {"cues": m.cues, **m.metrics, "threshold": m.threshold} for kind, m in models.items()}
+
+
 def train(harvest_root, output, models_dir=None, seed: int = 0, extra_roots=(), workers=None, quiet: bool = False,
-          target_fpr: float = TARGET_FPR) -> dict:
-    """Scan the harvest, fit the cue fusion per kind and write the checkpoint.
+          target_fpr: float = TARGET_FPR, per_kind: dict | None = None, experts: str = PUBLISHED_CUES) -> dict:
+    """Scan a seeded subsample of the harvest, fit the cue fusion per kind and write the checkpoint.
 
     Parameters
     ----------
@@ -187,7 +241,7 @@ def train(harvest_root, output, models_dir=None, seed: int = 0, extra_roots=(), 
     models_dir : path, optional
         Folder of the published experts' weights.
     seed : int
-        Seed of the folds.
+        Seed of the subsample and the folds.
     extra_roots : sequence of path
         More folders holding harvest files (``<kind>/<label>/<name>``).
     workers : int, optional
@@ -196,6 +250,10 @@ def train(harvest_root, output, models_dir=None, seed: int = 0, extra_roots=(), 
         No progress output.
     target_fpr : float
         False positive rate of the thresholds.
+    per_kind : dict, optional
+        Files per kind (default :data:`PER_KIND`).
+    experts : str
+        Experts scanned (default the published ones; learned cues come from their out-of-fold scores).
 
     Returns
     -------
@@ -209,37 +267,22 @@ def train(harvest_root, output, models_dir=None, seed: int = 0, extra_roots=(), 
     """
     import sys
 
-    files = harvest_files(harvest_root, extra_roots)
-    done = [0]
+    from deepscan.scanner import Scanner
 
-    def progress(result):
-        done[0] += 1
-        if not quiet and done[0] % 25 == 0:
-            print(f"scanned {done[0]}/{len(files)}", file=sys.stderr)
-
-    scanned = collect_cues(files, models_dir=models_dir, workers=workers, on_result=progress)
-    overrides = _oof_overrides()
-    rows = []
-    for f, result in scanned:
-        cues = {n: dict(c) for n, c in (result.cues or {}).items()}
-        for cue in LEARNED_CUES:
-            if cue in cues and cues[cue].get("p_fake") is not None:
-                cues[cue]["p_fake"] = overrides.get(cue, {}).get(f.sha256)  # None without an out-of-fold score
-        rows.append((f, cues, result.media.get("kind")))
-    models, _ = fit_fusion(rows, seed=seed, target_fpr=target_fpr)
-    if not models:
-        raise ValueError("no media kind had enough labelled files with cues to fit a fusion model")
-    licences = sorted({f.licence or "none stated" for f, _ in scanned})
-    provenance = {
-        "trained_on": "harvest (real media and published generators' output, ../shared/harvest)",
-        "data": {kind: {"real": m.metrics["n_real"], "fake": m.metrics["n_fake"]} for kind, m in models.items()},
-        "files": [{"sha256": f.sha256, "kind": f.kind, "label": f.label, "system": f.system, "group": f.group,
-                   "licence": f.licence} for f, _ in scanned],
-        "licences": licences,
-        "method": "per-kind logistic regression on cue log-odds and presence flags; out-of-fold grouped by page",
-        "learned_cues_out_of_fold": sorted(overrides),
-        "seed": seed,
-    }
-    detector = FusionDetector(models, provenance, target_fpr)
-    detector.save(output)
-    return {kind: {"cues": m.cues, **m.metrics, "threshold": m.threshold} for kind, m in models.items()}
+    files = sample_files(harvest_files(harvest_root, extra_roots), per_kind or PER_KIND, seed)
+    by_path = {str(f.path): f for f in files}
+    records = []
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = FusionDetector({}, {"trained_on": "untrained"}).save(Path(tmp) / "cues-only.safetensors")
+        scanner = Scanner(detector=empty, experts=experts, models_dir=models_dir, workers=workers)
+        for i, result in enumerate(scanner.scan(list(by_path), recursive=False)):
+            f = by_path.get(result.path)
+            if f is not None:
+                records.append({"path": result.path, "status": result.status, "kind": result.media.get("kind"),
+                                "cues": result.cues, "label": f.label, "sha256": f.sha256, "system": f.system,
+                                "group": f.group, "pair": f.pair, "method": f.method, "licence": f.licence})
+            if not quiet and i % 25 == 0:
+                print(f"scanned {i + 1}/{len(files)}", file=sys.stderr)
+        scanner.close()
+    return fit_and_save(rows_from_records(records, _oof_overrides()), output, seed, target_fpr,
+                        sources=f"{harvest_root} + {list(map(str, extra_roots))}, per kind {per_kind or PER_KIND}")
