@@ -35,6 +35,7 @@ TARGET_FPR = 0.05
 LEARNED_CUES = ("synthetic_speech", "generated_image", "face_forgery")
 OOF_DIR = Path(__file__).resolve().parents[2] / "bench" / "results"
 MIN_FILES_PER_KIND = 20  # a kind with fewer labelled files of each class gets no model
+MIN_OOF_AUC = 0.6  # a kind whose out-of-fold AUC is below this ships no model: its verdicts stay "unknown"
 
 
 def harvest_files(harvest_root: str | os.PathLike, extra_roots=()) -> list[LabelledFile]:
@@ -207,8 +208,11 @@ def fit_and_save(rows, output, seed: int = 0, target_fpr: float = TARGET_FPR, so
         If no kind had enough labelled files with cues.
     """
     models, _ = fit_fusion(rows, seed=seed, target_fpr=target_fpr)
+    rejected = {kind: {"auc": m.metrics.get("auc"), "cues": m.cues} for kind, m in models.items()
+                if (m.metrics.get("auc") or 0.0) < MIN_OOF_AUC}
+    models = {kind: m for kind, m in models.items() if kind not in rejected}
     if not models:
-        raise ValueError("no media kind had enough labelled files with cues to fit a fusion model")
+        raise ValueError(f"no media kind reached out-of-fold AUC {MIN_OOF_AUC} on the harvest: {rejected}")
     provenance = {
         "trained_on": "harvest: real media and published generators' output (../shared/harvest)",
         "data": {kind: {"real": m.metrics["n_real"], "fake": m.metrics["n_fake"]} for kind, m in models.items()},
@@ -221,6 +225,8 @@ def fit_and_save(rows, output, seed: int = 0, target_fpr: float = TARGET_FPR, so
                                     and cues[c].get("p_fake") is not None}),
         "sources": sources,
         "seed": seed,
+        "kinds_without_a_model": {k: f"out-of-fold AUC {v['auc']:.3f} < {MIN_OOF_AUC} with cues {v['cues']}"
+                                  for k, v in rejected.items()},
         "limits": "weak where no cue applies or no expert knows the generator: zero-shot TTS, GAN and "
                   "diffusion images without a face model, lip-sync edits; see the README's real-media table",
     }
