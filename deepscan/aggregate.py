@@ -114,9 +114,12 @@ def build_fusion_result(state: FileState, fusion, detector_info: dict, elapsed_s
                          "reason": None if scores else (", ".join(reasons) or "no cue")}
     present = {m: v["p_fake"] for m, v in modalities.items() if v["p_fake"] is not None}
     top = max(present, key=present.get) if present else None
-    if logit is None:
+    if kind not in fusion.kinds:
+        why = (fusion.provenance.get("kinds_without_a_model") or {}).get(kind, "no training data")
+        verdict, p_fake, reason = VERDICT_UNKNOWN, None, f"no validated model for {kind} media ({why})"
+    elif logit is None:
         why = sorted({c["reason"] for c in cues.values() if c.get("reason")})
-        verdict, p_fake, reason = VERDICT_UNKNOWN, None, "no cue applies: " + ("; ".join(why) or f"no model for {kind}")
+        verdict, p_fake, reason = VERDICT_UNKNOWN, None, "no cue applies: " + ("; ".join(why) or "none ran")
     else:
         p_fake = logit_to_p(logit)
         verdict, reason = decide(p_fake, threshold), ("no face" if no_face else None)

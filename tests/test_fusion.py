@@ -59,3 +59,6 @@ def test_fusion_scan_needs_no_encoders_and_withholds_a_verdict_without_cues(tmp_
     result = scanner.scan_file(clip)
     assert result.status == "ok" and result.verdict == "unknown" and result.p_fake is None
     assert result.reason.startswith("no cue applies")
+    image = synth.write_image(tmp_path / "still.png", seed=2)
+    other = scanner.scan_file(image)  # a kind the detector has no model for
+    assert other.verdict == "unknown" and other.reason.startswith("no validated model for image")
