@@ -5,10 +5,11 @@ The same corpus (default: 8 clips of 5 s 720p H.264/AAC, 4 images, 2 audio files
 and the same full-size random-initialised encoders (CLIP ViT-B/32, wav2vec2-base) are scanned, cold
 (feature cache off), by
 
-1. the local :class:`deepscan.scanner.Scanner` with its defaults (first and again last, to show how
-   much other jobs on the machine moved the numbers meanwhile);
+1. the local :class:`deepscan.scanner.Scanner` with 1 torch thread beside its decoding worker (the
+   like-for-like reference of 1-CPU actors), first and again after the Ray runs, to show how much
+   other jobs on the machine moved the numbers meanwhile; and with its defaults (2 threads), last;
 2. :class:`deepscan.distributed.ray.RayScanner` on a local cluster of this machine's cores,
-   decoding in the actors (the default): 1 actor holding every core, then 2 actors of 1 core;
+   decoding in the actors (the default): 1 actor of 1 CPU, then 2 actors of 1 CPU;
 3. the same with ``decode="tasks"``: 1 scoring actor, decoding in Ray tasks on the other cores.
 
 Each Ray run reports the cluster's start, the actors' start (models loaded) and the scan itself;
@@ -53,11 +54,11 @@ def load_average() -> list[float]:
         return []
 
 
-def run_local(files, encoders, detector) -> tuple[float, list]:
-    """Cold scan with the local scanner's defaults: (seconds, results)."""
+def run_local(files, encoders, detector, threads: int | None = None) -> tuple[float, list]:
+    """Cold scan with the local scanner (its defaults, or ``threads`` torch threads): (seconds, results)."""
     from deepscan.scanner import Scanner
 
-    scanner = Scanner(detector=detector, encoders=str(encoders), cache=False)
+    scanner = Scanner(detector=detector, encoders=str(encoders), cache=False, threads=threads)
     start = time.perf_counter()
     results = list(scanner.scan(files))
     seconds = time.perf_counter() - start
@@ -120,20 +121,24 @@ def run(args) -> dict:
     cores = len(os.sched_getaffinity(0))
     load_before = load_average()
     print(f"corpus {corpus}: {len(files)} files, {seconds:.0f} media-s; {cores} cores", file=sys.stderr)
-    local_s, local_results = run_local(files, encoders, detector)
-    print(f"local {local_s:.1f} s", file=sys.stderr)
+    # 1 torch thread per process first: the like-for-like reference of Ray's 1-CPU actors (under outside
+    # load 2 threads lose to 1 by far more than Ray costs: see BENCHMARKS.md)
+    local_1t_s, local_results = run_local(files, encoders, detector, threads=1)
+    print(f"local, 1 thread {local_1t_s:.1f} s", file=sys.stderr)
     runs = []
-    for actors, actor_cpus, decode in ((1, float(cores), "actor"), (2, cores / 2, "actor"), (1, 1.0, "tasks")):
+    for actors, actor_cpus, decode in ((1, 1.0, "actor"), (2, cores / 2, "actor"), (1, 1.0, "tasks")):
         if actors * actor_cpus > cores or (decode == "tasks" and cores < 2):
             continue
         result = run_ray(files, encoders, detector, actors, actor_cpus, decode, cores)
         result["same_verdicts_as_local"] = same_verdicts(local_results, result.pop("results"))
         result["media_seconds_per_second"] = round(seconds / result["scan_s"], 3)
-        result["overhead_per_file_s"] = round((result["scan_s"] - local_s) / len(files), 3)
+        result["vs_local_1_thread_per_file_s"] = round((result["scan_s"] - local_1t_s) / len(files), 3)
         print(json.dumps(result), file=sys.stderr)
         runs.append(result)
-    local_after_s, _ = run_local(files, encoders, detector)  # again: how much the machine's load moved meanwhile
-    print(f"local again {local_after_s:.1f} s", file=sys.stderr)
+    local_after_s, _ = run_local(files, encoders, detector, threads=1)  # again: how much the load moved meanwhile
+    print(f"local, 1 thread, again {local_after_s:.1f} s", file=sys.stderr)
+    local_s, _ = run_local(files, encoders, detector)
+    print(f"local defaults {local_s:.1f} s", file=sys.stderr)
     import ray
     import torch
 
@@ -144,8 +149,9 @@ def run(args) -> dict:
                     "load_average_after": load_average(), "platform": platform.platform(),
                     "torch": torch.__version__, "ray": ray.__version__,
                     "shared_with_other_jobs": bool(load_before and load_before[0] > 0.5)},
-        "local": {"scan_s": round(local_s, 2), "media_seconds_per_second": round(seconds / local_s, 3),
-                  "per_file_s": round(local_s / len(files), 3), "scan_again_s": round(local_after_s, 2)},
+        "local": {"one_thread_s": round(local_1t_s, 2), "one_thread_again_s": round(local_after_s, 2),
+                  "defaults_s": round(local_s, 2), "per_file_s": round(local_1t_s / len(files), 3),
+                  "media_seconds_per_second": round(seconds / local_1t_s, 3)},
         "ray": runs,
     }
 
@@ -166,17 +172,22 @@ def markdown(report: dict) -> str:
         + (" (the machine was shared with other jobs: read the numbers as rough)." if m["shared_with_other_jobs"]
            else "."),
         "",
-        "| run | cluster start s | actors ready s | scan s | media-s per s | vs local, s per file | same verdicts |",
+        "| run | cluster start s | actors ready s | scan s | media-s per s | vs local 1 thread, s per file "
+        "| same verdicts |",
         "|---|---:|---:|---:|---:|---:|---|",
-        f"| local `Scanner` defaults | | | {local['scan_s']} | {local['media_seconds_per_second']} | | |",
+        f"| local `Scanner`, 1 decoding worker, 1 torch thread | | | {local['one_thread_s']} | "
+        f"{local['media_seconds_per_second']} | | |",
     ]
     for r in report["ray"]:
         name = (f"Ray, {r['actors']} actor(s) x {r['actor_cpus']:g} CPU, decoding in "
                 + ("the actors" if r["decode"] == "actor" else "tasks"))
         lines.append(f"| {name} | {r['cluster_start_s']} | {r['actors_ready_s']} | {r['scan_s']} | "
-                     f"{r['media_seconds_per_second']} | {r['overhead_per_file_s']:+} | {r['same_verdicts_as_local']} |")
-    lines.append(f"| local `Scanner` defaults, again after the Ray runs | | | {local['scan_again_s']} | "
-                 f"{round(c['media_seconds'] / local['scan_again_s'], 3)} | | |")
+                     f"{r['media_seconds_per_second']} | {r['vs_local_1_thread_per_file_s']:+} | "
+                     f"{r['same_verdicts_as_local']} |")
+    for label, key in (("1 torch thread, again after the Ray runs", "one_thread_again_s"),
+                       ("defaults (1 decoding worker, 2 torch threads), last", "defaults_s")):
+        rate = round(c["media_seconds"] / local[key], 3)
+        lines.append(f"| local `Scanner`, {label} | | | {local[key]} | {rate} | | |")
     trips = ", ".join(f"{r['round_trip_ms']} ms" for r in report["ray"])
     lines += ["", f"Round trip of one call to an idle actor (driver -> actor -> driver): {trips}.", "",
               "```json", json.dumps(report, indent=1), "```", END]

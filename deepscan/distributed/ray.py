@@ -25,11 +25,12 @@ the object store stays small.
 
 Nothing lost, nothing twice: actors are started with ``max_restarts=-1`` and
 ``max_task_retries`` = :data:`ACTOR_TASK_RETRIES`, so an actor that dies (out of memory, a native
-decoder crash, a node lost) is restarted by Ray and the calls it held are retried by Ray. A batch
-of files whose retries all failed is split and its files are sent again one by one; a single file
-that still kills its actor becomes a ``decoder crashed`` error result, and the scan goes on. The
-driver keeps the set of files it has written and drops any second result. ``skip`` (``--resume``)
-leaves out files already in the output.
+decoder crash, a node lost) is restarted by Ray and the calls it held are retried by Ray. A call
+whose retries all failed may be innocent (calls queued behind the one that killed the actor die
+with it): its files are sent again one by one, each alone on an idle actor; a file that kills its
+actor while alone, retry included, becomes a ``decoder crashed`` error result, and the scan goes
+on. The driver keeps the set of files it has written and drops any second result. ``skip``
+(``--resume``) leaves out files already in the output.
 
 The feature cache is per node: each actor (and each decoding task) opens the node's SQLite file
 (:mod:`deepscan.cache`), so a rescan reuses features where the same node scanned the file before.
@@ -58,7 +59,6 @@ __all__ = ["RayScanner", "scan_ray", "ScanActor", "decode_file", "connect", "lis
 RAY_MISSING = 'Ray is not installed: pip install "deepscan[ray]" (Ray and pyarrow)'
 ACTOR_EXIT_ENV = "DEEPSCAN_TEST_RAY_ACTOR_EXIT"  # test hook: "NAME[:MARKER][,...]": an actor exits hard on NAME
 ACTOR_TASK_RETRIES = 1  # Ray retries of an actor call whose actor died (then the driver isolates files)
-FILE_RETRIES = 0  # driver resubmissions of a single file whose call (with Ray's retries) failed on a dead actor
 DECODE_RETRIES = 2  # Ray retries of a decoding task whose worker died ("tasks" mode)
 CALLS_IN_FLIGHT = 2  # calls queued per actor: one running, one waiting, so no actor idles between calls
 FILES_PER_CALL = 2  # files per actor call ("actor" mode): their windows share encoder batches
@@ -341,7 +341,13 @@ class ScanActor:
             self.error = (type(error).__name__, getattr(error, "message", None) or str(error))
 
     def ready(self, detector: list) -> dict:
-        """Load the models; ``{"error": (class name, message) or None, "detector": info, "job": DecodeJob, "node": id}``."""
+        """Load the models (once).
+
+        Returns
+        -------
+        dict
+            ``{"error": (class name, message) or None, "detector": info, "job": DecodeJob, "node": id}``.
+        """
         import ray
 
         self._load(detector)
@@ -473,7 +479,7 @@ def _node_copy(blob: bytes, name: str, folder: str) -> Path:
 _DECODER: dict = {}  # per decoding worker process: the job, its face cropper, experts and cache
 
 
-def decode_file(source: str, local: str | None, job) -> tuple[str, list]:
+def decode_file(source: str, local: str | None, job, max_windows: int = SPLIT_MAX_WINDOWS) -> tuple[dict, list]:
     """A Ray task (``decode="tasks"``): fetch, hash, look up the node's cache, decode and crop one file.
 
     Parameters
@@ -484,6 +490,8 @@ def decode_file(source: str, local: str | None, job) -> tuple[str, list]:
         Its local path, when it has one.
     job : deepscan.workers.DecodeJob
         The actors' decoding settings (window, sampling, face detector, experts, cache).
+    max_windows : int
+        Longer files are left to their actor (see below).
 
     Returns
     -------
@@ -491,8 +499,8 @@ def decode_file(source: str, local: str | None, job) -> tuple[str, list]:
         Two Ray objects (``num_returns=2``), so that the driver reads the small ``status``
         (``{"local": path decoded, "long": bool}``) and passes ``messages`` to an actor unread:
         :func:`deepscan.workers.prepare_messages` output or a cache hit. ``long`` is true (and
-        ``messages`` empty) when the file has more than :data:`SPLIT_MAX_WINDOWS` windows: its actor
-        decodes it, streaming.
+        ``messages`` empty) when the file has more than ``max_windows`` windows: its actor decodes
+        it, streaming.
     """
     from deepscan.cache import FeatureCache, cache_key, file_sha256
     from deepscan.faces import FaceCropper
@@ -524,7 +532,7 @@ def decode_file(source: str, local: str | None, job) -> tuple[str, list]:
             duration = probe(path, job.limits).duration_s or 0.0
         except Exception:
             duration = 0.0  # prepare_messages reports the error
-        if duration > SPLIT_MAX_WINDOWS * job.window_s:
+        if duration > max_windows * job.window_s:
             return {"local": path, "long": True}, []
         messages = list(prepare_messages(path, job, _DECODER["cropper"], key, _DECODER["experts"]))
         return {"local": path, "long": False}, messages
@@ -669,6 +677,7 @@ class RayScanner:
         ray = require_ray()
         self.decode = decode
         self.files_per_call = max(1, int(files_per_call))
+        self.split_max_windows = SPLIT_MAX_WINDOWS  # "tasks" mode: longer files are decoded by their actor
         self.actors: list = []
         self._started_ray = connect(address, num_cpus)
         try:
@@ -736,7 +745,8 @@ class RayScanner:
         return False
 
     def scan(self, paths, recursive: bool = True, skip: Callable[[str], bool] | None = None,
-             on_progress: Callable[[str, float], None] | None = None, decode: str | None = None) -> Iterator[ScanResult]:
+             on_progress: Callable[[str, float], None] | None = None,
+             decode: str | None = None) -> Iterator[ScanResult]:
         """Scan files, folders and URIs on the cluster, yielding each file's result as it is done.
 
         Parameters
@@ -785,8 +795,8 @@ class RayScanner:
 
     def _crashed(self, item: InputFile) -> ScanResult:
         error = DecoderCrashedError(
-            f"scorer crashed: the Ray actor scanning this file died {(1 + ACTOR_TASK_RETRIES) * (1 + FILE_RETRIES)} times "
-            "(out of memory, a decoder bug, or a lost node); the other files were scanned", item.source)
+            f"scorer crashed: the Ray actor scanning this file alone died {1 + ACTOR_TASK_RETRIES} times (out of "
+            "memory, a decoder bug, or a lost node); the other files were scanned", item.source)
         return ScanResult.error(item.source, error.reason, error.message, detector=self.detector_info)
 
     def _run(self, todo: list[InputFile], decode: str) -> Iterator[ScanResult]:
@@ -795,40 +805,55 @@ class RayScanner:
 
         items = {item.index: item for item in todo}
         done: set[int] = set()
-        attempts: dict[int, int] = {}
         load = [0] * len(self.actors)
-        calls: dict = {}  # actor call ref -> (actor, [file index])
-        decodes: dict = {}  # decoding task ref -> file index ("tasks" mode)
-        decoded: deque = deque()  # (file index, decode ref) ready for an actor
+        # A call that fails because its actor died may be innocent: calls queued behind the one that killed
+        # the actor die with it. Its files become suspects, each sent alone to an idle actor that gets nothing
+        # else meanwhile; only a suspect that kills its actor again (Ray's retry included) is the culprit.
+        suspects: deque = deque()  # file indices to run alone
+        alone = [False] * len(self.actors)  # the actor runs a suspect: give it nothing else
+        calls: dict = {}  # actor call ref -> (actor, [file index], suspect?)
+        decodes: dict = {}  # decoding task's status ref -> (file index, its messages ref) ("tasks" mode)
+        decoded: deque = deque()  # (file index, local path, messages ref) decoded, waiting for an actor
         if decode == "tasks":
             waiting = deque([[i] for i in items])
         else:
-            order = list(items)
-            waiting = deque(order[i:i + self.files_per_call] for i in range(0, len(order), self.files_per_call))
+            indices = list(items)
+            waiting = deque(indices[i:i + self.files_per_call] for i in range(0, len(indices), self.files_per_call))
+        direct: deque = deque()  # "tasks" mode: files too long to ship decoded, scanned by an actor
         decode_limit = 2 * len(self.actors) + 2  # decoded files in flight or waiting: bounds the object store
         finished = False
         try:
-            while waiting or calls or decodes or decoded:
+            while waiting or calls or decodes or decoded or suspects or direct:
                 if decode == "tasks":
                     while waiting and len(decodes) + len(decoded) < decode_limit:
                         (index,) = waiting.popleft()
                         item = items[index]
-                        status, messages = self._decode_task.remote(item.source, item.local, self.job)
+                        status, messages = self._decode_task.remote(item.source, item.local, self.job,
+                                                                    self.split_max_windows)
                         decodes[status] = (index, messages)
-                for a in sorted(range(len(self.actors)), key=lambda a: load[a]):
-                    while load[a] < CALLS_IN_FLIGHT:
+                order = sorted(range(len(self.actors)), key=lambda a: load[a])
+                for a in order:
+                    if suspects and load[a] == 0:
+                        index = suspects.popleft()
+                        item = items[index]
+                        call = self.actors[a].scan_files.remote([(index, item.source, item.local)], self._blob)
+                        calls[call] = (a, [index], True)
+                        load[a], alone[a] = 1, True
+                    if suspects and a == order[0]:
+                        continue  # let the least busy actor drain, to take a suspect alone
+                    while load[a] < CALLS_IN_FLIGHT and not alone[a]:
                         if decode == "tasks" and decoded:
                             index, local, messages = decoded.popleft()
                             call = self.actors[a].score_decoded.remote(index, items[index].source, local, messages,
                                                                       self._blob)
                             batch = [index]
-                        elif decode == "actor" and waiting:
-                            batch = waiting.popleft()
+                        elif direct or (decode == "actor" and waiting):
+                            batch = [direct.popleft()] if direct else waiting.popleft()
                             call = self.actors[a].scan_files.remote(
                                 [(i, items[i].source, items[i].local) for i in batch], self._blob)
                         else:
                             break
-                        calls[call] = (a, batch)
+                        calls[call] = (a, batch, False)
                         load[a] += 1
                 ready, _ = ray.wait([*calls, *decodes], num_returns=1, fetch_local=False)
                 ref = ready[0]
@@ -841,30 +866,20 @@ class RayScanner:
                         yield self._decode_failed(items[index], error)
                         continue
                     if status["long"]:  # decoded by its actor, window by window
-                        a = min(range(len(self.actors)), key=lambda a: load[a])
-                        item = items[index]
-                        calls[self.actors[a].scan_files.remote([(index, item.source, item.local)], self._blob)] = (a, [index])
-                        load[a] += 1
+                        direct.append(index)
                         continue
                     decoded.append((index, status["local"], messages))
                     continue
-                a, batch = calls.pop(ref)
+                a, batch, suspect = calls.pop(ref)
                 load[a] -= 1
+                alone[a] = alone[a] and not suspect
                 try:
                     results = ray.get(ref)
                 except RayActorError:
-                    if len(batch) > 1:  # isolate the file that kills the actor
-                        waiting.extendleft([[i] for i in reversed(batch)])
+                    if not suspect:  # this call's files may be innocent: each runs alone next
+                        suspects.extend(batch)
                         continue
-                    (index,) = batch
-                    attempts[index] = attempts.get(index, 0) + 1
-                    if attempts[index] <= FILE_RETRIES:
-                        if decode == "tasks":
-                            waiting.appendleft([index])
-                        else:
-                            waiting.appendleft(batch)
-                        continue
-                    results = [(index, self._crashed(items[index]))]
+                    results = [(batch[0], self._crashed(items[batch[0]]))]
                 except RayTaskError as error:  # a bug in deepscan, not in a file: report it, go on
                     results = [(i, self._decode_failed(items[i], error)) for i in batch]
                 for index, result in results:
@@ -1037,6 +1052,9 @@ def _prior_results(target: str) -> tuple[list[ScanResult], bytes]:
         return list(read_jsonl(copy.name)), data
 
 
+OUTPUT_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}  # -o name -> format
+
+
 def check_on_ray(paths, *, address=None, actors=None, output=None, output_format="table", resume=False,
                  html=None, fail_on_fake=False, quiet=False, recursive=True, face_detector="auto", yunet_model=None,
                  **scanner_options) -> int:
@@ -1045,7 +1063,9 @@ def check_on_ray(paths, *, address=None, actors=None, output=None, output_format
     Results stream to ``output`` (a local path or a URI) as JSON Lines or CSV while the scan runs
     (in completion order); ``table``, ``json`` and ``junit`` are written at the end in input
     order; an ``output`` ending in ``.parquet`` gets a Parquet file (:func:`write_parquet`) at the
-    end. ``resume`` needs ``--format jsonl`` and an output, as locally.
+    end. With the default format (``table``), an output named ``.jsonl``, ``.ndjson``, ``.json`` or
+    ``.csv`` gets that format (:data:`OUTPUT_SUFFIXES`). ``resume`` needs JSON Lines and an
+    output, as locally.
 
     Parameters
     ----------
@@ -1074,6 +1094,8 @@ def check_on_ray(paths, *, address=None, actors=None, output=None, output_format
 
     fmt = OutputFormat(output_format)
     target = restore_uri(output) if output is not None else None
+    if fmt == OutputFormat.table and target is not None:  # the default format, to a file named for another
+        fmt = OutputFormat(OUTPUT_SUFFIXES.get(os.path.splitext(target)[1].lower(), fmt.value))
     parquet = target is not None and target.lower().endswith(".parquet")
     sources = [restore_uri(p) for p in paths]
     missing = [s for s in sources if not is_uri(s) and not os.path.lexists(s)]
