@@ -31,6 +31,20 @@ def test_cpu_flags_match_cpuinfo():
     assert cpu_has_native_bf16() == ("amx_bf16" in text.split() or "avx512_bf16" in text.split())
 
 
+def test_bf16_weights_cast_once_only_where_bf16_is_native(monkeypatch):
+    import deepscan.precision as precision
+
+    for native in (True, False):
+        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda native=native: native)
+        model = precision.prepare_model(torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3)), torch.bfloat16)
+        assert precision.weights_dtype(model) == (torch.bfloat16 if native else torch.float32)
+        assert precision.casts_bf16_weights(torch.bfloat16, "cpu") == native
+        assert not precision.casts_bf16_weights(torch.float32, "cpu")
+    # bf16 weights compute without autocast: a fp32 tensor meets fp32 ops, no silent bf16
+    with autocast_context(torch.bfloat16, "cpu", weights_dtype=torch.bfloat16):
+        assert torch.nn.functional.linear(torch.ones(2, 4), torch.ones(3, 4)).dtype == torch.float32
+
+
 def test_autocast_context_computes_in_bf16():
     with autocast_context(torch.bfloat16, "cpu"):
         out = torch.nn.functional.linear(torch.ones(2, 4), torch.ones(3, 4))
@@ -72,16 +86,28 @@ def full_size():
 
 
 def test_bf16_matches_fp32_full_size_clip(full_size):
+    import copy
+
+    from deepscan.precision import casts_bf16_weights
+
     ref = full_size["clip_ref"]
-    low = ImageEncoder(full_size["clip"], dtype=torch.bfloat16)(full_size["crops"])
+    encoder = ImageEncoder(copy.deepcopy(full_size["clip"]), dtype=torch.bfloat16)
+    # weights cast once where the CPU has native bf16, autocast over fp32 weights elsewhere
+    assert encoder.weights_dtype == (torch.bfloat16 if casts_bf16_weights(torch.bfloat16) else torch.float32)
+    low = encoder(full_size["crops"])
     assert ref.shape == low.shape == (2, 512) and low.dtype == torch.float32
     assert _min_cos(ref, low) >= MIN_COSINE
 
 
 def test_bf16_matches_fp32_full_size_wav2vec2(full_size):
     ref = full_size["w2v_ref"]
-    low, _ = AudioEncoder(full_size["w2v"], dtype=torch.bfloat16)(full_size["wave"])
+    import copy
+
+    encoder = AudioEncoder(copy.deepcopy(full_size["w2v"]), dtype=torch.bfloat16)
+    low, _ = encoder(full_size["wave"])
     assert ref.shape == low.shape == (25, 768) and low.dtype == torch.float32
+    cast = __import__("deepscan.precision", fromlist=["x"]).casts_bf16_weights(torch.bfloat16)
+    assert encoder.weights_dtype == (torch.bfloat16 if cast else torch.float32)
     assert _min_cos(ref, low) >= MIN_COSINE
     assert F.cosine_similarity(ref.mean(0), low.mean(0), dim=0).item() >= MIN_COSINE
 

@@ -25,7 +25,7 @@ import torch
 
 from ..errors import AudioTooShortError
 from ..media import MIN_AUDIO_SAMPLES, SAMPLE_RATE
-from ..precision import autocast_context, prepare_model
+from ..precision import autocast_context, prepare_model, weights_dtype
 
 __all__ = [
     "AUDIO_POOL_FRAMES",
@@ -118,9 +118,9 @@ class AudioEncoder:
     device : str or torch.device
         Where the model runs.
     dtype : torch.dtype
-        Compute dtype (``torch.float32``, ``torch.bfloat16`` via autocast, or
-        :data:`deepscan.precision.INT8`, which converts the model's Linear layers in place);
-        outputs are float32.
+        Compute dtype (``torch.float32``; ``torch.bfloat16``, with the weights cast in place where
+        the CPU has native bf16, else via autocast; or :data:`deepscan.precision.INT8`, which
+        converts the model's Linear layers in place); outputs are float32.
     pool : int
         Frames averaged per token (:data:`AUDIO_POOL_FRAMES`).
     batch_size : int
@@ -151,6 +151,7 @@ class AudioEncoder:
         self.pool = int(pool)
         self.batch_size = int(batch_size)
         self.model = prepare_model(model.eval().requires_grad_(False).to(self.device), dtype, INT8_KEEP_FP32)
+        self.weights_dtype = weights_dtype(self.model)  # bf16 where cast once (deepscan.precision)
         config = model.config
         self.dim = int(config.hidden_size)
         self.hop = int(np.prod(config.conv_stride))
@@ -223,8 +224,8 @@ class AudioEncoder:
 
     @torch.inference_mode()
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
-        x = self.normalize(batch).to(self.device)
-        with autocast_context(self.dtype, self.device):
+        x = self.normalize(batch).to(self.device, self.weights_dtype)
+        with autocast_context(self.dtype, self.device, self.weights_dtype):
             hidden = self.model(x).last_hidden_state
         return hidden.float().cpu()
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..precision import autocast_context, prepare_model
+from ..precision import autocast_context, prepare_model, weights_dtype
 
 __all__ = ["CLIP_MEAN", "CLIP_STD", "IMAGE_BATCH_SIZE", "ImageEncoder", "as_uint8_images"]
 
@@ -67,9 +67,10 @@ class ImageEncoder:
     device : str or torch.device
         Where the model runs.
     dtype : torch.dtype
-        Compute dtype (``torch.float32``, ``torch.bfloat16`` via autocast, or
-        :data:`deepscan.precision.INT8`, which converts the model's Linear layers in place; see
-        :mod:`deepscan.precision`); outputs are float32 either way.
+        Compute dtype (``torch.float32``; ``torch.bfloat16``, with the model's weights cast in place
+        where the CPU has native bf16, else via autocast; or :data:`deepscan.precision.INT8`, which
+        converts the model's Linear layers in place; see :mod:`deepscan.precision`); outputs are
+        float32 either way.
     batch_size : int
         Crops per forward pass.
     mean, std : tuple of float
@@ -99,6 +100,7 @@ class ImageEncoder:
         self.batch_size = int(batch_size)
         self.model = prepare_model(model.eval().requires_grad_(False).to(self.device), dtype)
         self.dim = int(model.config.projection_dim)
+        self.weights_dtype = weights_dtype(self.model)  # bf16 where cast once (deepscan.precision)
         self.image_size = int(model.config.image_size)
         self.mean = tuple(float(v) for v in mean)
         self.std = tuple(float(v) for v in std)
@@ -158,8 +160,8 @@ class ImageEncoder:
         images = as_uint8_images(images)
         out = torch.empty((images.shape[0], self.dim), dtype=torch.float32)
         for start in range(0, images.shape[0], self.batch_size):
-            pixels = self.preprocess(images[start : start + self.batch_size])
-            with autocast_context(self.dtype, self.device):
+            pixels = self.preprocess(images[start : start + self.batch_size]).to(self.weights_dtype)
+            with autocast_context(self.dtype, self.device, self.weights_dtype):
                 embeds = self.model(pixel_values=pixels).image_embeds
             out[start : start + pixels.shape[0]] = embeds.float().cpu()
         return out
