@@ -619,7 +619,7 @@ class RayScanner:
     detector : str or os.PathLike or None
         Detector checkpoint, a local path or URI read by the driver and shipped to the actors;
         ``None`` reads ``$DEEPSCAN_DETECTOR``.
-    encoders : str
+    encoders : str or None
         As :class:`~deepscan.scanner.Scanner` (a hub id or a folder present on every node).
     address : str, optional
         Cluster to join (see :func:`connect`); ignored when Ray is already initialised here.
@@ -658,7 +658,7 @@ class RayScanner:
         When the actors did not start within ``start_timeout_s``.
     """
 
-    def __init__(self, detector=None, encoders: str = "default", *, address: str | None = None,
+    def __init__(self, detector=None, encoders: str | None = None, *, address: str | None = None,
                  actors: int | None = None, actor_cpus: float = 1.0, actor_gpus: float | None = None,
                  decode: str = "actor", files_per_call: int = FILES_PER_CALL, num_cpus: int | None = None,
                  start_timeout_s: float = START_TIMEOUT_S, **options):
@@ -908,7 +908,7 @@ class RayScanner:
         return ScanResult.error(item.source, "scan error", text, detector=self.detector_info)
 
 
-def scan_ray(paths, detector=None, encoders: str = "default", **options) -> list[ScanResult]:
+def scan_ray(paths, detector=None, encoders: str | None = None, **options) -> list[ScanResult]:
     """Scan files, folders and URIs on a Ray cluster with one call (the Ray twin of :func:`deepscan.scanner.scan`).
 
     Parameters
@@ -917,8 +917,9 @@ def scan_ray(paths, detector=None, encoders: str = "default", **options) -> list
         Local files and folders, or URIs (``s3://``, ``gs://``, ``file://`` ...).
     detector : str or os.PathLike, optional
         Detector checkpoint; ``None`` reads ``$DEEPSCAN_DETECTOR``.
-    encoders : str
-        ``"default"``, ``"debug"`` or a folder present on every node.
+    encoders : str or None
+        ``"default"``, ``"debug"``, a folder present on every node, or ``None`` for the encoders
+        the detector was trained on (as :class:`~deepscan.scanner.Scanner`).
     **options
         :class:`RayScanner` and :class:`~deepscan.scanner.Scanner` arguments (``address``,
         ``actors``, ``decode``, ``experts``, ``device`` ...).
