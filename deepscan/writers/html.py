@@ -21,6 +21,7 @@ from markupsafe import Markup
 
 from deepscan.results import MODALITIES, STATUS_OK, ScanResult, summarize
 from deepscan.writers.paths import display_root, relative_to
+from deepscan.writers.safe import plot_text
 
 DEFAULT_TITLE = "deepscan report"
 TEMPLATE_NAME = "report.html.j2"
@@ -181,7 +182,8 @@ def timeline_svg(result: ScanResult, salt: str = "0", cues: bool = False) -> str
                         **style)
             if instant or len(ys) <= 12:
                 ax.plot(centres, ys, linestyle="none", marker="o", markersize=5 if fused else 3.5, **style)
-            ax.plot([], [], label=name, linewidth=2.0 if fused else 1.1, **style)  # one legend entry
+            # one legend entry; a cue name read from a results file is plain text, never mathtext
+            ax.plot([], [], label=plot_text(name), linewidth=2.0 if fused else 1.1, **style)
         if result.threshold is not None and not cues:
             ax.axhline(result.threshold, color=THRESHOLD_COLOR, linestyle="--", linewidth=1.0,
                        label="threshold", zorder=1)
