@@ -123,12 +123,12 @@ def fit_fusion(rows: list[tuple[LabelledFile, dict, str]], seed: int = 0, folds:
         for train_idx, test_idx in GroupKFold(n_splits=n_folds).split(x, labels, order_groups):
             if len(np.unique(labels[train_idx])) < 2:
                 continue
-            model = LogisticRegression(C=1.0, max_iter=2000).fit(x[train_idx], labels[train_idx])
+            model = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(x[train_idx], labels[train_idx])
             oof[test_idx] = model.predict_proba(x[test_idx])[:, 1]
         ok = ~np.isnan(oof)
         threshold = threshold_at_fpr(labels[ok], oof[ok], target_fpr)
         metrics = detection_metrics(labels[ok], oof[ok], threshold)
-        final = LogisticRegression(C=1.0, max_iter=2000).fit(x, labels)
+        final = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(x, labels)
         models[kind] = KindModel(names, final.coef_[0].astype(np.float64), float(final.intercept_[0]), threshold,
                                  {"auc": metrics["auc"], "eer": metrics["eer"], "ap": metrics["ap"],
                                   "ece": metrics["ece"], "fpr": metrics["fpr"], "fnr": metrics["fnr"],
