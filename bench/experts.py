@@ -165,7 +165,32 @@ def markdown(report: dict) -> str:
         per = v["seconds"] / max(v["media_s"], 1e-9)
         rel = f"{per / base:.2f}" if base else ""
         lines.append(f"| {name} | {v['media_s']} | {v['seconds']:.2f} | {v['media_s_per_s']} | {rel} |")
+    ratio = experts_path_ratio(report)
+    if ratio is not None:
+        lines += ["", f"Experts' path against decoding alone (issue 16, target >= 0.7): decoding + "
+                      f"{' + '.join(ratio['stages'][1:])} take {ratio['path_s']} s where decoding alone takes "
+                      f"{ratio['decode_s']} s: the path runs at **{ratio['ratio']}** of decode-only throughput "
+                      "(stages summed as one worker runs them, one after the other, 1 torch thread)."]
     return "\n".join(lines)
+
+
+def experts_path_ratio(report: dict) -> dict | None:
+    """Decode-only seconds over the seconds of the experts' path (decode, faces, AASIST, Meso-4, speech, sync).
+
+    Returns
+    -------
+    dict or None
+        ``{"stages", "decode_s", "path_s", "ratio"}``; None when decoding or no expert was timed.
+    """
+    stages = report["stages"]
+    faces = "faces (yunet)" if "faces (yunet)" in stages else "faces (haar)"
+    names = ["decode", faces, "expert aasist", "expert meso4", "speech (silero-vad)", "expert av_sync"]
+    names = [n for n in names if n in stages]
+    if "decode" not in names or len(names) < 3:
+        return None
+    path = sum(stages[n]["seconds"] for n in names)
+    return {"stages": names, "decode_s": stages["decode"]["seconds"], "path_s": round(path, 2),
+            "ratio": round(stages["decode"]["seconds"] / path, 3)}
 
 
 def write_benchmarks(text: str, path: Path = BENCHMARKS) -> None:
