@@ -7,10 +7,10 @@ saw the harvest, so their harvest AUCs are held-out numbers too).
 
 Every file goes through the same path: decoded once (:func:`deepscan.media.iter_windows`, stills
 through :func:`deepscan.media.load_image`), the main face tracked by YuNet and cut as the aligned
-256x256 Meso-4 crop, up to 16 frames over the first 16 s (:mod:`deepscan.training.expert_face`,
+256x256 Meso-4 crop and the 224x224 CLIP crop, up to 16 frames over the first 16 s (:mod:`deepscan.training.expert_face`,
 cached); each scorer gives P(fake) per crop, and a file's score is the mean over its crops.
-Scorers: ``face_forgery`` (the shipped weights, or ``--weights``), ``meso4_df`` and ``meso4_f2f``
-(1 - P(real) of the published Meso-4 weights).
+Scorers: ``face_forgery`` (the shipped weights, or ``--weights``, on the crop its metadata names),
+``meso4_df`` and ``meso4_f2f`` (1 - P(real) of the published Meso-4 weights on the aligned crops).
 
 Reported per kind (video, image): per-file AUC with a 95 % percentile-bootstrap interval that
 resamples whole pairs (the note's ``pair=``), per fake method (its fakes against all reals of the
@@ -47,20 +47,22 @@ def _meso_scorer(path: Path):
 
 
 def scorers(weights: Path | None, models: Path) -> dict:
-    """name -> ``crops uint8 (N, 256, 256, 3) -> p_fake (N,)``."""
+    """name -> ``(crop kind, crops uint8 (N, S, S, 3) -> p_fake (N,))``; Meso-4 takes its aligned 256 px crops."""
     from deepscan.experts.face_forgery import load_face_expert
 
     expert = load_face_expert(weights)
     return {
-        "face_forgery": lambda crops: expert.score(crops)[0],
-        "meso4_df": _meso_scorer(models / "Meso4_DF.h5"),
-        "meso4_f2f": _meso_scorer(models / "Meso4_F2F.h5"),
+        "face_forgery": (expert.crop, lambda crops: expert.score(crops)[0]),
+        "meso4_df": ("meso", _meso_scorer(models / "Meso4_DF.h5")),
+        "meso4_f2f": ("meso", _meso_scorer(models / "Meso4_F2F.h5")),
     }, expert
 
 
-def file_scores(samples, score) -> np.ndarray:
-    """Mean P(fake) over each file's crops; NaN without a face."""
-    return np.array([float(np.mean(score(s.crops))) if s.n else np.nan for s in samples])
+def file_scores(samples, scorer) -> np.ndarray:
+    """Mean P(fake) over each file's crops (of the scorer's kind); NaN without a face."""
+    crop, score = scorer
+    return np.array([float(np.mean(score(s.crops if crop == "meso" else s.clip))) if s.n else np.nan
+                     for s in samples])
 
 
 def judge(samples, scores: dict, rounds: int = 2000) -> dict:
@@ -155,7 +157,8 @@ def main(argv=None) -> dict:
     result = {"command": "python -m bench.face_forgery" + (f" --weights {args.weights}" if args.weights else ""),
               "weights": {"path": str(expert.path.relative_to(ROOT) if expert.path.is_relative_to(ROOT) else expert.path),
                           "sha256": expert.sha256, "config": expert.config},
-              "protocol": "file score = mean P(fake) over up to 16 aligned YuNet face crops (first 16 s at 8 fps); "
+              "protocol": "file score = mean P(fake) over up to 16 YuNet face crops (first 16 s at 8 fps; "
+                          "face_forgery on the crop its config names, Meso-4 on the aligned 256 px crop); "
                           "AUC per kind with a 95 % percentile bootstrap over pairs (2000 rounds)",
               "realworld": {}}
     for kind in ("video", "image"):

@@ -3,20 +3,28 @@
 A learned expert (issue 12): Meso-4 (Afchar, Nozick, Yamagishi & Echizen, "MesoNet: a Compact Facial
 Video Forgery Detection Network", WIFS 2018, arXiv:1809.00888; our port in
 :mod:`deepscan.experts.meso`), initialised from the published ``Meso4_DF.h5`` weights and fine-tuned
-by :mod:`deepscan.training.expert_face` on aligned face crops of the harvest -- face swaps (DFDC,
+by :mod:`deepscan.training.expert_face` on face crops of the harvest -- face swaps (DFDC,
 roop/inswapper), lip-sync (Wav2Lip, SadTalker, video-retalking, SadTalker-Video-Lip-Sync), diffusion
 talking heads (MuseV) against real faces -- and on self-blended images made from the real faces
 (Shiohara & Yamasaki, "Detecting Deepfakes with Self-Blended Images", CVPR 2022). Its output unit
 is the logit of **fake** (the published Meso-4's is of real).
 
-Input: aligned RGB face crops, uint8 ``(N, S, S, 3)``: :attr:`deepscan.faces.FaceCrops.meso_crops`
-(256x256, the crop rule of the Meso-4 README: square centred on the nose, side 2.2 x 1.3 x
-max(eye distance, eye-to-mouth distance), eye -> mouth axis vertical). They are resized to the
-network's input side (``config["size"]``, 128 or 256 px; area interpolation when shrinking). The crop a model was trained on is in its metadata
-(``config["crop"]``). A file's score is the mean of its frames' ``p_fake`` (how the training
-measured it).
+Input: RGB face crops, uint8 ``(N, S, S, 3)``, of the kind named by ``config["crop"]``
+(:attr:`FaceForgeryExpert.crop`):
 
-Weights: ``deepscan/experts/weights/face_forgery.safetensors`` (shipped in the package, ~115 kB),
+- ``"clip"`` (the shipped weights): :attr:`deepscan.faces.FaceCrops.crops`, the 224x224 crop of
+  the tracked face box made square and grown by 25 % on each side, upright, not rotated;
+- ``"meso"``: :attr:`deepscan.faces.FaceCrops.meso_crops`, the 256x256 crop of the Meso-4 README
+  (square centred on the nose, side 2.2 x 1.3 x max(eye distance, eye-to-mouth distance), eye ->
+  mouth axis vertical).
+
+Crops are resized to the network's input side (``config["size"]``: 128 px for the shipped weights,
+area interpolation) -- at 128 px the last pooling of Meso-4 is 2x2 instead of 4x4 so that the
+published dense layer still applies (:class:`FaceForgeryNet`). Out of fold on the harvest the
+224 CLIP crop beat the aligned crop (AUC 0.81 against 0.77 with the same recipe; the model card
+has the numbers). A file's score is the mean of its frames' ``p_fake``, as the training measured it.
+
+Weights: ``deepscan/experts/weights/face_forgery.safetensors`` (shipped in the package, about 270 kB, most of it the provenance),
 its metadata holding ``config`` and ``provenance`` as JSON: the training files by SHA-256 with their
 licences, the augmentations, the leave-generator-out and out-of-fold metrics, the seed.
 """
@@ -197,6 +205,12 @@ class FaceForgeryExpert:
     path: Path | None = None
     sha256: str | None = None
 
+    @property
+    def crop(self) -> str:
+        """Which face crops :meth:`score` expects: ``"clip"`` (:attr:`deepscan.faces.FaceCrops.crops`)
+        or ``"meso"`` (:attr:`deepscan.faces.FaceCrops.meso_crops`)."""
+        return str(self.config.get("crop", "meso"))
+
     @torch.inference_mode()
     def score(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """P(fake) and tokens of each face crop.
@@ -204,9 +218,10 @@ class FaceForgeryExpert:
         Parameters
         ----------
         crops : np.ndarray
-            uint8 RGB ``(N, S, S, 3)`` aligned face crops (:attr:`deepscan.faces.FaceCrops.meso_crops`,
-            ``S = 256``), resized to the net's input side (``model.size``) with area
-            interpolation. ``N = 0`` gives empty outputs.
+            uint8 RGB ``(N, S, S, 3)`` face crops of the kind :attr:`crop` names
+            (:attr:`deepscan.faces.FaceCrops.crops`, ``S = 224``, for the shipped weights), resized
+            to the net's input side (``model.size``) with area interpolation. ``N = 0`` gives
+            empty outputs.
 
         Returns
         -------

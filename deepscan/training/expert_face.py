@@ -379,12 +379,12 @@ class TrainConfig:
         Largest translation as a fraction of the crop side (with a +-5 % zoom).
     """
 
-    crop: str = "meso"
+    crop: str = "clip"
     size: int = 128
     init: str = "df"
-    steps: int = 400
+    steps: int = 800
     batch: int = 32
-    lr: float = 3e-4
+    lr: float = 1e-3
     weight_decay: float = 1e-4
     p_harvest: float = 0.5
     p_lower: float = 0.5
