@@ -24,9 +24,10 @@ published dense layer still applies (:class:`FaceForgeryNet`). Out of fold on th
 224 CLIP crop beat the aligned crop (AUC 0.81 against 0.77 with the same recipe; the model card
 has the numbers). A file's score is the mean of its frames' ``p_fake``, as the training measured it.
 
-Weights: ``deepscan/experts/weights/face_forgery.safetensors`` (shipped in the package, about 270 kB, most of it the provenance),
-its metadata holding ``config`` and ``provenance`` as JSON: the training files by SHA-256 with their
-licences, the augmentations, the leave-generator-out and out-of-fold metrics, the seed.
+Weights: ``deepscan/experts/weights/face_forgery.safetensors`` (shipped in the package, about
+270 kB, most of it the provenance), its metadata holding ``config`` and ``provenance`` as JSON: the
+training files by SHA-256 with their licences, the augmentations, the leave-generator-out and
+out-of-fold metrics, the seed. Model card: ``docs/model-cards/face_forgery.md``.
 """
 
 from __future__ import annotations
