@@ -1,4 +1,4 @@
-"""Train the ``face_forgery`` expert on the harvest: aligned face crops, real against manipulated.
+"""Train the ``face_forgery`` expert on the harvest: face crops, real against manipulated.
 
 What it learns from (``data_root`` is the harvest root, ``../shared/harvest`` or a full extraction
 of it): the faces of ``video/MANIFEST.tsv`` and ``image/MANIFEST.tsv`` whose ``face`` column says
@@ -23,15 +23,19 @@ Pipeline:
    that tight face crops are found (pixels outside an image are black in a crop either way). The
    crops are cached as ``.npz`` per file SHA-256 under ``cache_dir``.
 2. **Training** (:func:`fit`): Meso-4 (Afchar et al., WIFS 2018) fine-tuned from ``Meso4_DF.h5``,
-   its output negated so that it is the logit of *fake*. Batches are half real, half fake; a fake
-   is a harvest fake crop (systems drawn uniformly) or a self-blended real crop. Both classes pass
-   through the same augmentations (:func:`augment`): horizontal flip, down- and up-scaling (scale
-   0.3-1), JPEG re-compression (quality 30-95), small shifts, brightness and contrast, so that
-   resolution and compression say nothing of the label.
-3. **Judged on what it did not see** (:func:`train`): leave-generator-out (each fake ``system``
-   held out with every file of its source pages, the AUC of its files against held-out real files,
-   file score = mean of the frame scores), out-of-fold AUC with folds grouped by source page, and
-   the same folds trained on self-blended images only, for comparison.
+   its output negated so that it is the logit of *fake*, on the crops :class:`TrainConfig` names
+   (default: the 224 CLIP crops, shrunk to a 128 px input; out of fold they beat the aligned
+   crops, and 128 px costs a seventh of 256 px per step on a CPU). Batches are half real, half
+   fake; a fake is a harvest fake crop (systems drawn uniformly) or a self-blended real crop. Both
+   classes pass through the same augmentations (:func:`augment`): horizontal flip, down- and
+   up-scaling (scale 0.3-1), JPEG re-compression (quality 30-95), small shifts, brightness and
+   contrast, so that resolution and compression say nothing of the label.
+3. **Judged on what it did not see** (:func:`train`): folds grouped by source page in which the
+   pages of one fake system stay together and each fold holds out whole systems
+   (:func:`page_folds`), so the out-of-fold score of a fake is a leave-generator-out score; AUC
+   per held-out system (its files against all real files, out of fold; file score = mean of the
+   frame scores), overall with a bootstrap interval over pages, and the same folds trained on
+   self-blended images only, for comparison. ``../realworld`` is never read here.
 
 The command: ``deepscan train-expert face /work/shared/harvest -o face.safetensors``.
 """
