@@ -382,7 +382,9 @@ class Experts:
         if reason is not None:
             return cue(reason=reason)
         rows = np.flatnonzero(faces.found)
-        p_fake, tokens = self.learned["face_forgery"].score(faces.meso_crops[rows])
+        expert = self.learned["face_forgery"]
+        crops = faces.crops if getattr(expert, "crop", "meso") == "clip" else faces.meso_crops  # the crop it learned on
+        p_fake, tokens = expert.score(crops[rows])
         evidence.tokens["face_forgery"] = (
             torch.as_tensor(tokens, dtype=torch.float32),
             torch.as_tensor(np.asarray(frame_times_s)[rows] - start_s, dtype=torch.float32))
