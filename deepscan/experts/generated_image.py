@@ -1,11 +1,11 @@
-"""Generated-image expert: a small patch CNN that tells GAN and diffusion images from photos.
+"""Generated-image expert: a small patch classifier that tells GAN and diffusion images from photos.
 
 Cue name ``generated_image``. Our own network, trained from scratch on the harvest
 (:mod:`deepscan.training.expert_image`); nothing here comes from another repository.
 
-Why patches of the high-frequency residual: the up-sampling layers of GAN and diffusion decoders
-leave periodic traces in the finest frequencies, visible as peaks and a distorted fall-off of the
-spectrum, and they survive in small local patches:
+Why patches and their spectra: the up-sampling layers of GAN and diffusion decoders leave periodic
+traces in the finest frequencies, visible as peaks and a distorted fall-off of the spectrum, and
+they survive in small local patches:
 
 - Frank, Eisenhofer, Schönherr, Fischer, Kolossa & Holz, "Leveraging Frequency Analysis for Deep
   Fake Image Recognition", ICML 2020 (up-sampling artefacts in the DCT spectrum; a small CNN on
@@ -16,6 +16,12 @@ spectrum, and they survive in small local patches:
 - Chai, Bau, Lim & Isola, "What makes fake images detectable? Understanding properties that
   generalize", ECCV 2020 (a classifier with a small receptive field, on patches, generalises
   across generators better than a whole-image one; average the patch decisions).
+
+The shipped weights use the ``spectrum`` representation, level-normalised per patch (Durall et al.'s
+feature through a two-layer perceptron): of the representations below, with and without
+per-patch normalisation and simulated up-sampling fakes, it had the best out-of-fold AUC on the
+harvest, grouped by source page (docs/model-cards/generated_image.md lists every try). The CNN
+representations stay available for training (:class:`NetConfig`).
 
 Input representations (:data:`REPRESENTATIONS`), all computed here from uint8 RGB patches:
 
@@ -31,13 +37,17 @@ Input representations (:data:`REPRESENTATIONS`), all computed here from uint8 RG
     coefficient, then the same network (one input channel).
 ``spectrum``
     Durall et al.: the azimuthal average of the log power spectrum of the grey patch (``S // 2``
-    radial bins), standardised, then a two-layer perceptron.
+    radial bins), standardised, then a two-layer perceptron (``S // 2 -> 2 * width -> embed_dim
+    -> 1``).
+
+With ``normalise`` each patch's representation is freed of its level first (:class:`NetConfig`).
 
 Scoring (:meth:`GeneratedImageExpert.score`): a fixed grid of :data:`SCORE_PATCHES` (4 x 4)
 patches of ``patch`` pixels (64 by default) taken at the frame's native resolution, evenly spaced
 over the whole frame (frames smaller than a patch are mirror-padded). Nothing is resized, so the
-cost does not depend on the frame size beyond cutting the patches: about 5-20 ms per frame on one
-CPU core for the default network (see ``bench/results/generated_image.json``). ``p_fake`` is the
+cost does not depend on the frame size beyond cutting the patches: about 1-3 ms per frame on one
+CPU core for the shipped spectrum network, 5-20 ms for the CNNs (measured:
+``bench/results/generated_image.json``). ``p_fake`` is the
 sigmoid of the mean patch logit; the token is the mean patch embedding with that mean logit
 appended.
 """
@@ -81,6 +91,7 @@ FORMAT = "deepscan-generated-image/1"  # the safetensors metadata "format" value
 REPRESENTATIONS = ("residual", "rgb", "dct", "spectrum")
 SCORE_PATCHES = 16  # patches per scored frame (a 4 x 4 grid)
 RESIDUAL_GAIN = 8.0  # the high-pass residual of a [0, 1] image is small; bring it near unit scale
+NORM_EPS = 0.02  # added to a patch's RMS before dividing (residual units: a flat patch stays near 0)
 DEFAULT_WEIGHTS = Path(__file__).with_name("weights") / "generated_image.safetensors"
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 grey
 
@@ -104,14 +115,21 @@ class NetConfig:
     local : bool
         Small receptive field (Chai et al., ECCV 2020): after the first 3x3 conv every block is
         1x1 with stride 1, so each position sees ``3 * unshuffle`` pixels before the average pool.
+    normalise : bool
+        Per-patch level normalisation of the representation, so that how much detail a patch holds
+        (smooth skin against foliage) says nothing, only its structure: ``residual``/``rgb``/``dct``
+        divided by the patch's RMS (plus :data:`NORM_EPS`), ``dct``/``spectrum`` (logarithmic) minus
+        the patch's mean (for ``spectrum``, over radii 1 and up; radius 0, the removed mean, is set
+        to 0).
     """
 
-    representation: str = "residual"
+    representation: str = "spectrum"
     patch: int = 64
-    width: int = 32
+    width: int = 64
     embed_dim: int = 32
     unshuffle: int = 4
     local: bool = False
+    normalise: bool = True
 
     def __post_init__(self):
         if self.representation not in REPRESENTATIONS:
@@ -280,16 +298,27 @@ class GeneratedImageNet(nn.Module):
         -------
         torch.Tensor
             ``residual``/``rgb``: ``(B, 3, S, S)``; ``dct``: ``(B, 1, S, S)``; ``spectrum``:
-            ``(B, S // 2)``.
+            ``(B, S // 2)``; per patch normalised when ``config.normalise``.
         """
         rep = self.config.representation
         if rep == "residual":
-            return high_pass(x) * RESIDUAL_GAIN
-        if rep == "rgb":
-            return x - 0.5
-        if rep == "dct":
-            return log_dct(x)
-        return radial_spectrum(x)
+            r = high_pass(x) * RESIDUAL_GAIN
+        elif rep == "rgb":
+            r = x - 0.5
+        elif rep == "dct":
+            r = log_dct(x)
+        else:
+            r = radial_spectrum(x)
+        if self.config.normalise:
+            dims = tuple(range(1, r.ndim))
+            if rep == "spectrum":  # bin 0 (the removed mean) carries nothing: zero it, level the rest
+                rest = r[:, 1:]
+                r = torch.cat([torch.zeros_like(r[:, :1]), rest - rest.mean(dim=1, keepdim=True)], dim=1)
+            elif rep == "dct":
+                r = r - r.mean(dim=dims, keepdim=True)
+            else:
+                r = r / (r.pow(2).mean(dim=dims, keepdim=True).sqrt() + NORM_EPS)
+        return r
 
     @torch.no_grad()
     def set_input_stats(self, x: torch.Tensor) -> None:
@@ -329,7 +358,22 @@ class GeneratedImageNet(nn.Module):
         s = self.config.patch
         if x.ndim != 4 or tuple(x.shape[1:]) != (3, s, s):
             raise ValueError(f"expected patches of shape (B, 3, {s}, {s}), got {tuple(x.shape)}")
-        r = (self.represent(x) - self.input_mean) / self.input_std
+        return self.head(self.represent(x))
+
+    def head(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score an already computed representation (:meth:`represent`); what :meth:`forward` ends with.
+
+        Parameters
+        ----------
+        r : torch.Tensor
+            float32, the shape :meth:`represent` returns.
+
+        Returns
+        -------
+        (torch.Tensor, torch.Tensor)
+            float32 ``(B,)`` logits and ``(B, embed_dim)`` embeddings.
+        """
+        r = (r - self.input_mean) / self.input_std
         embedding = F.relu(self.embed(self.body(r)))
         return self.out(embedding).squeeze(1), embedding
 

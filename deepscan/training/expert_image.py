@@ -22,9 +22,11 @@ CVPR 2020, trained through blur and JPEG for the same reason)
 Training
     AdamW (Loshchilov & Hutter, ICLR 2019), cosine learning rate, :attr:`TrainConfig.steps` steps of
     ``batch`` patches drawn with replacement, weighted so that both classes weigh the same and, within
-    a class, each source page by the square root of its size; horizontal flips. One seed drives the
-    augmentation, the draws and the initialisation; the network runs with deterministic algorithms,
-    so a seed gives the same weights on one machine and thread count.
+    a class, each source page by the square root of its size; horizontal flips (the radial spectrum,
+    which flips leave unchanged, is computed once per patch). One seed drives the
+    augmentation, the draws and the initialisation; training runs on one CPU thread (these networks
+    are small: faster so, and free of thread-order effects), so a seed gives the same weights on a
+    machine (another CPU or torch build may differ in the last bits).
 Evaluation (recorded in the weights' provenance)
     Files are scored as the scanner scores them (the mean logit of the 4 x 4 patch grid on the
     un-augmented image). *Out of fold*: :attr:`TrainConfig.folds` folds grouped by source page and
@@ -44,8 +46,8 @@ import math
 import os
 import tempfile
 import time
-from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field, replace
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +57,6 @@ import torch.nn.functional as F
 from ..cache import default_cache_dir, file_sha256
 from ..evaluation import LabelledFile, auc, bootstrap_metric, read_manifest
 from ..experts.generated_image import (
-    SCORE_PATCHES,
     GeneratedImageNet,
     NetConfig,
     frame_patches,
@@ -115,7 +116,7 @@ class TrainConfig:
     net: NetConfig = field(default_factory=NetConfig)
     views: int = 6
     patches_per_view: int = 8
-    steps: int = 600
+    steps: int = 3000
     batch: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -510,13 +511,20 @@ def fit_net(patches: np.ndarray, labels: np.ndarray, weights: np.ndarray, config
         optimiser, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, config.steps) / config.steps)))
     w = torch.as_tensor(weights, dtype=torch.float64)
     y_all = torch.as_tensor(labels, dtype=torch.float32)
+    fixed = None
+    if config.net.representation == "spectrum":  # flip-invariant and not learned: compute once
+        with torch.no_grad():
+            fixed = torch.cat([net.represent(to_tensor(patches[i:i + 1024])) for i in range(0, len(patches), 1024)])
     net.train()
     for _ in range(config.steps):
         idx = torch.multinomial(w, config.batch, replacement=True, generator=generator)
-        x = to_tensor(patches[idx.numpy()])
-        flip = torch.rand(config.batch, generator=generator) < 0.5
-        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        logit, _ = net(x)
+        if fixed is not None:
+            logit, _ = net.head(fixed[idx])
+        else:
+            x = to_tensor(patches[idx.numpy()])
+            flip = torch.rand(config.batch, generator=generator) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            logit, _ = net(x)
         loss = F.binary_cross_entropy_with_logits(logit, y_all[idx])
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -640,7 +648,16 @@ def train(data_root: str | os.PathLike, output: str | os.PathLike, seed: int = 0
     """
     if evaluate not in ("all", "oof", "none"):
         raise ValueError(f"evaluate must be 'all', 'oof' or 'none', not {evaluate!r}")
-    config = config or TrainConfig()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small networks: faster on one thread, and free of thread-order effects
+    try:
+        return _train(Path(data_root), Path(output), seed, quiet, config or TrainConfig(), cache_dir, evaluate)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(data_root: Path, output: Path, seed: int, quiet: bool, config: TrainConfig, cache_dir,
+           evaluate: str) -> dict:
     started = time.perf_counter()
     cache = None if cache_dir is False else Path(cache_dir or default_cache_dir() / "expert-image-patches")
     files, counts = harvest_files(data_root, config.dominant_cap, seed, quiet)
