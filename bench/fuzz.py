@@ -409,6 +409,8 @@ def summarize(tally: Campaign, rss_limit_mb: float = RSS_LIMIT_MB, bomb_seconds:
         "by_status": dict(collections.Counter(o.status for o in outcomes)),
         "by_reason": dict(sorted(collections.Counter(o.reason or "ok" for o in outcomes if o.status in ("ok", "error")).items(),
                                  key=lambda kv: -kv[1])),
+        "errors_by_reason": dict(collections.Counter(o.reason for o in outcomes if o.status == "error").most_common()),
+        "ok_by_reason": dict(collections.Counter(o.reason or "none" for o in outcomes if o.status == "ok").most_common()),
         "by_mutator": dict(sorted(collections.Counter(o.case.mutator for o in outcomes if o.case).items())),
         "worker_crashes": sum(o.reason == "decoder crashed" for o in outcomes),
         "hangs": sum(o.status == "hang" for o in outcomes),
@@ -454,7 +456,9 @@ def markdown(summary: dict, command: str, campaign: int, digest: str) -> str:
         f"| {summary['cases']} | {summary['by_status'].get('ok', 0)} | {summary['by_status'].get('error', 0)} | "
         f"{summary['worker_crashes']} | {summary['hangs']} | {summary['tracebacks']} | "
         f"{summary['main_process_crashes']} | {summary['unexpected']} |", "",
-        "Errors by reason: " + ", ".join(f"{reason} {n}" for reason, n in summary["by_reason"].items() if reason != "ok") + ".",
+        "Errors by reason: " + ", ".join(f"{reason} {n}" for reason, n in summary["errors_by_reason"].items()) + ". "
+        "Scanned files by the reason attached to their verdict: "
+        + ", ".join(f"{reason} {n}" for reason, n in summary["ok_by_reason"].items()) + ".",
         "",
         "Cases by mutation: " + ", ".join(f"{m} {n}" for m, n in summary["by_mutator"].items()) + ".", "",
         f"Peak RSS: decoding worker {summary['worker_peak_rss_mb']:.0f} MB (bound {summary['rss_limit_mb']} MB), "
