@@ -22,6 +22,7 @@ load average before and after.
 from __future__ import annotations
 
 import argparse
+import sys
 import copy
 import csv
 import json
@@ -58,12 +59,12 @@ def machine() -> dict:
             "torch": torch.__version__}
 
 
-def _variants(model, run):
+def _variants(model, run, keep_fp32=()):
     """fp32, autocast bf16, weights cast to bf16, int8: name -> callable(input) -> float32 output."""
     from deepscan.precision import quantize_linear_int8
 
     cast = copy.deepcopy(model).to(torch.bfloat16)
-    quant = quantize_linear_int8(copy.deepcopy(model))
+    quant = quantize_linear_int8(copy.deepcopy(model), keep_fp32)  # as the encoders quantize it
 
     def autocast(x):
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -75,8 +76,10 @@ def _variants(model, run):
 
 def encoder_speed(rounds: int, crops: int, windows: int) -> dict:
     """Side-by-side timing and cosine to fp32 of the full-size encoders at each precision."""
-    from bench.__main__ import build_encoders
     from transformers import CLIPVisionModelWithProjection, Wav2Vec2Model
+
+    from bench.__main__ import build_encoders
+    from deepscan.extractors.audio import INT8_KEEP_FP32
 
     folder, _ = build_encoders()
     out = {}
@@ -87,13 +90,13 @@ def encoder_speed(rounds: int, crops: int, windows: int) -> dict:
     waves = (waves - waves.mean(1, keepdims=True)) / waves.std(1, keepdims=True)
     cases = {
         "clip": (CLIPVisionModelWithProjection.from_pretrained(folder / "image").eval(),
-                 lambda m, x: m(pixel_values=x).image_embeds, torch.randn(crops, 3, 224, 224), "per crop"),
+                 lambda m, x: m(pixel_values=x).image_embeds, torch.randn(crops, 3, 224, 224), "per crop", ()),
         "wav2vec2": (Wav2Vec2Model.from_pretrained(folder / "audio").eval(),
-                     lambda m, x: m(x).last_hidden_state, torch.from_numpy(waves), "per frame"),
+                     lambda m, x: m(x).last_hidden_state, torch.from_numpy(waves), "per frame", INT8_KEEP_FP32),
     }
     with torch.inference_mode():
-        for name, (model, run, x, unit) in cases.items():
-            variants = _variants(model, run)
+        for name, (model, run, x, unit, keep) in cases.items():
+            variants = _variants(model, run, keep)
             outputs = {k: f(x).float() for k, f in variants.items()}  # also the warm-up call
             times = {k: [] for k in variants}
             for _ in range(rounds):
@@ -172,7 +175,7 @@ def verdicts(files: list[Path]) -> dict:
 
 
 def run(args) -> dict:
-    report = {"command": "python -m bench.precision" + (" --quick" if args.quick else ""),
+    report = {"command": " ".join(["python -m bench.precision", *args.argv]),
               "machine": machine(), "load_before": loadavg()}
     report["encoders"] = encoder_speed(args.rounds, args.crops, args.windows)
     report["load_after_speed"] = loadavg()
@@ -212,8 +215,8 @@ def markdown(report: dict) -> str:
                          f"experts none): **{v['changed_verdicts']} changed**, max |p_fake difference| "
                          f"{v['max_abs_p_fake_diff']} (closest fp32 p_fake to the 0.5 threshold: "
                          f"{v['closest_fp32_p_fake_to_threshold']} away)")
-    slim = {k: v for k, v in report.items()}
-    lines += ["", "```json", json.dumps(slim, indent=1), "```", END]
+    lines += ["", "<details><summary>JSON (with every file's p_fake)</summary>", "", "```json", json.dumps(report),
+              "```", "", "</details>", END]
     return "\n".join(lines)
 
 
@@ -239,6 +242,7 @@ def main(argv=None) -> None:
     parser.add_argument("--no-verdicts", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args(argv)
+    args.argv = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--no-write"]
     if args.quick:
         args.crops, args.windows, args.rounds = 8, 2, 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -21,6 +21,7 @@ load average.
 from __future__ import annotations
 
 import argparse
+import sys
 import copy
 import json
 import os
@@ -107,13 +108,14 @@ def run(args) -> dict:
     from transformers import CLIPVisionModelWithProjection, Wav2Vec2Model
 
     from bench.__main__ import build_encoders, machine_info
+    from deepscan.extractors.audio import INT8_KEEP_FP32
     from deepscan.precision import quantize_linear_int8
 
     folder, _ = build_encoders()
-    report = {"command": "python -m bench.profile" + (" --quick" if args.quick else ""),
+    report = {"command": " ".join(["python -m bench.profile", *args.argv]),
               "machine": {**machine_info(), "cpu_cores": len(os.sched_getaffinity(0)),
                           "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
-              "load_before": list(os.getloadavg()), "encoders": {}}
+              "load_before": [round(v, 2) for v in os.getloadavg()], "encoders": {}}
     t = np.arange(64_000) / 16_000
     rng = np.random.default_rng(0)
     waves = np.stack([(np.sin(2 * np.pi * (150 + 30 * i) * t) * (1 + np.sin(2 * np.pi * 4 * t))
@@ -121,14 +123,15 @@ def run(args) -> dict:
     waves = (waves - waves.mean(1, keepdims=True)) / waves.std(1, keepdims=True)
     cases = {
         "clip": (CLIPVisionModelWithProjection, "image", lambda m, x: m(pixel_values=x).image_embeds,
-                 torch.randn(args.crops, 3, 224, 224)),
-        "wav2vec2": (Wav2Vec2Model, "audio", lambda m, x: m(x).last_hidden_state, torch.from_numpy(waves)),
+                 torch.randn(args.crops, 3, 224, 224), ()),
+        "wav2vec2": (Wav2Vec2Model, "audio", lambda m, x: m(x).last_hidden_state, torch.from_numpy(waves),
+                     INT8_KEEP_FP32),
     }
-    for name, (cls, sub, call, x) in cases.items():
+    for name, (cls, sub, call, x, keep) in cases.items():
         model = cls.from_pretrained(folder / sub).eval()
         variants = {"fp32": (model, x, None), "bf16_autocast": (model, x, torch.bfloat16),
                     "bf16_cast_weights": (copy.deepcopy(model).to(torch.bfloat16), x.to(torch.bfloat16), None),
-                    "int8": (quantize_linear_int8(copy.deepcopy(model)), x, None)}
+                    "int8": (quantize_linear_int8(copy.deepcopy(model), keep), x, None)}
         if args.precisions:
             variants = {k: v for k, v in variants.items() if k in args.precisions}
         out = {"batch": list(x.shape)}
@@ -142,7 +145,7 @@ def run(args) -> dict:
             print(name, label, json.dumps(out[label]["modules"]), flush=True)
         report["encoders"][name] = out
         del variants, model
-    report["load_after"] = list(os.getloadavg())
+    report["load_after"] = [round(v, 2) for v in os.getloadavg()]
     return report
 
 
@@ -176,7 +179,8 @@ def markdown(report: dict) -> str:
                 cells.append("" if sec is None else f"{sec} s ({100 * sec / max(md['total_s'], 1e-9):.0f}%)")
             lines.append(f"| {mod} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["<details><summary>JSON</summary>", "", "```json", json.dumps(report, indent=1), "```", "", "</details>", END]
+    lines += ["<details><summary>JSON (with the top operators of each run)</summary>", "", "```json", json.dumps(report),
+              "```", "", "</details>", END]
     return "\n".join(lines)
 
 
@@ -201,6 +205,7 @@ def main(argv=None) -> None:
     parser.add_argument("--precisions", nargs="*", help="subset of fp32 bf16_autocast bf16_cast_weights int8")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
+    args.argv = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--no-write"]
     if args.quick:
         args.crops, args.windows = 8, 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
