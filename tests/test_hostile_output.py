@@ -185,6 +185,20 @@ def test_plot_text_is_literal_in_matplotlib_svg():
     assert plot_text("$x$") == r"\$x\$" and plot_text("a\x1b[2J") == "a\\x1b[2J"
 
 
+def test_cue_names_from_a_results_file_are_plain_text_in_plots():
+    bad = ["$x^{$", "$\\frac{a}{$", "<script>alert(5)</script>", "_hidden", "</svg>"]
+    windows = [WindowScore(i, 4.0 * i, 4.0 * (i + 1), 0.5, 0.0, {"image": 0.5, "audio": None, "video": None}, 1, 1,
+                           cues={name: {"p_fake": 0.1 + 0.1 * j} for j, name in enumerate(bad)}) for i in range(3)]
+    result = ScanResult(path="x.mp4", status="ok", verdict="real", p_fake=0.5, threshold=0.5, windows=windows,
+                        cues={name: {"p_fake": 0.3, "reason": None} for name in bad})
+    html = render_html([result])  # mathtext would raise on "$x^{$"
+    parser = _Tags()
+    parser.feed(html)
+    assert parser.tags.count("script") == 1 and "&lt;script&gt;alert(5)" in html
+    svgs = html.count("<svg")
+    assert parser.tags.count("svg") == svgs and svgs >= 2  # the fused and the cue timelines, none closed early
+
+
 # -- JUnit XML -------------------------------------------------------------------------------------
 
 
