@@ -751,6 +751,7 @@ def _pick(values: list[int], rng: np.random.Generator) -> int:
 
 
 def m_bitflip(data, rng, spans, fields, other):
+    """Flip 1 to 128 random bits, half the time within the first 2 KB (the headers)."""
     out = bytearray(data)
     n = int(rng.choice([1, 2, 4, 8, 32, 128]))
     near_head = rng.random() < 0.5
@@ -762,6 +763,7 @@ def m_bitflip(data, rng, spans, fields, other):
 
 
 def m_bytes(data, rng, spans, fields, other):
+    """Set 1 to 50 random bytes to boundary values (0x00, 0xFF, 0x7F, 0x80, 0x01, 0xFE)."""
     out = bytearray(data)
     n = int(rng.choice([1, 3, 10, 50]))
     for _ in range(n):
@@ -771,6 +773,7 @@ def m_bytes(data, rng, spans, fields, other):
 
 
 def m_truncate(data, rng, spans, fields, other):
+    """Cut the file at a structural boundary (give or take a few bytes)."""
     points = [p for p in _boundaries(data, spans) if 0 < p < len(data)] or [len(data) // 2]
     cut = int(rng.choice(points)) + int(rng.choice([0, 0, 0, -1, 1, -4, 4, 8]))
     cut = min(max(cut, 1), len(data) - 1)
@@ -778,6 +781,7 @@ def m_truncate(data, rng, spans, fields, other):
 
 
 def m_delete(data, rng, spans, fields, other):
+    """Delete one structural unit (box, chunk, element, page, frame...)."""
     if not spans:
         return m_truncate(data, rng, spans, fields, other)
     inner = [s for s in spans if s.end - s.start < len(data)] or spans
@@ -786,6 +790,7 @@ def m_delete(data, rng, spans, fields, other):
 
 
 def m_duplicate(data, rng, spans, fields, other):
+    """Insert copies (1 to 200) of a structural unit after it or at another boundary."""
     if not spans:
         return m_insert(data, rng, spans, fields, other)
     inner = [s for s in spans if s.end - s.start < len(data)] or spans
@@ -800,6 +805,7 @@ def m_duplicate(data, rng, spans, fields, other):
 
 
 def m_move(data, rng, spans, fields, other):
+    """Move a structural unit to another boundary."""
     if len(spans) < 2:
         return m_bitflip(data, rng, spans, fields, other)
     s = spans[int(rng.integers(0, len(spans)))]
@@ -810,6 +816,7 @@ def m_move(data, rng, spans, fields, other):
 
 
 def m_extreme(data, rng, spans, fields, other):
+    """Set one to three header fields to extremes (0, 1, all ones, half, huge, random, backwards)."""
     if not fields:
         return m_bytes(data, rng, spans, fields, other)
     out = bytearray(data)
@@ -830,6 +837,7 @@ def m_extreme(data, rng, spans, fields, other):
 
 
 def m_backwards(data, rng, spans, fields, other):
+    """Set a later timestamp or duration field to 0, 1 or all ones: time going backwards."""
     times = [f for f in fields if f.timestamp and not f.bits]
     if len(times) < 2:
         return m_extreme(data, rng, spans, fields, other)
@@ -841,6 +849,7 @@ def m_backwards(data, rng, spans, fields, other):
 
 
 def m_insert(data, rng, spans, fields, other):
+    """Insert 1 to 4096 random or repeated bytes at a boundary or anywhere."""
     points = _boundaries(data, spans)
     at = int(rng.choice(points)) if rng.random() < 0.7 else int(rng.integers(0, len(data) + 1))
     n = int(rng.choice([1, 4, 64, 4096]))
@@ -849,6 +858,7 @@ def m_insert(data, rng, spans, fields, other):
 
 
 def m_zero(data, rng, spans, fields, other):
+    """Zero a structural unit's body (its first 8 bytes kept)."""
     if not spans:
         return m_bytes(data, rng, spans, fields, other)
     s = spans[int(rng.integers(0, len(spans)))]
@@ -857,6 +867,7 @@ def m_zero(data, rng, spans, fields, other):
 
 
 def m_concat(data, rng, spans, fields, other):
+    """Join with a file of another format: appended, prepended, or spliced at a boundary."""
     how = int(rng.integers(0, 3))
     if how == 0:
         return data + other, "another format appended"
@@ -867,7 +878,9 @@ def m_concat(data, rng, spans, fields, other):
     return data[:cut] + other[other_cut:], f"head to {cut}, then another format from {other_cut}"
 
 
-MUTATORS = {  # name: (function, weight)
+# name: (function, weight). A mutator takes (bytes, numpy Generator, spans, fields, bytes of a file of
+# another format) and returns (mutated bytes, a description of what it did).
+MUTATORS = {
     "bitflip": (m_bitflip, 4), "bytes": (m_bytes, 2), "truncate": (m_truncate, 3), "delete": (m_delete, 2),
     "duplicate": (m_duplicate, 2), "move": (m_move, 1), "extreme": (m_extreme, 5), "backwards": (m_backwards, 2),
     "insert": (m_insert, 1), "zero": (m_zero, 1), "concat": (m_concat, 2),
