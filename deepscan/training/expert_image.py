@@ -33,8 +33,11 @@ Evaluation (recorded in the weights' provenance)
     pair (a connected component of files sharing a group or a pair stays on one side), stratified.
     *Leave-generator-out*: each fake ``system`` held out in turn with every page (group) it appears
     on, plus the real pages of one out-of-fold fold (rotating), so that its AUC compares its unseen
-    fakes with unseen photos. Every AUC is also given on the held-out files re-encoded as JPEG
-    (quality :attr:`TrainConfig.eval_jpeg_quality`), where container format can say nothing.
+    fakes with unseen photos. Intervals: percentile bootstrap (:func:`deepscan.evaluation.bootstrap_metric`)
+    over source components for the out-of-fold AUC; over files for each held-out generator, whose
+    fakes mostly come from one page (a page bootstrap could not resample them). Every AUC is also
+    given on the held-out files re-encoded as JPEG (quality :attr:`TrainConfig.eval_jpeg_quality`),
+    where PNG against JPEG can say nothing.
 """
 
 from __future__ import annotations
@@ -681,7 +684,7 @@ def _train(data_root: Path, output: Path, seed: int, quiet: bool, config: TrainC
             for kind in oof:
                 oof[kind][test] = score_patches(net, store[kind][test])
             _log(quiet, f"fold {k + 1}/{config.folds}: AUC {auc(labels[test], oof['clean'][test]):.3f}")
-        result["out_of_fold"] = {kind: _auc_entry(labels, oof[kind], groups, config.bootstrap_rounds)
+        result["out_of_fold"] = {kind: _auc_entry(labels, oof[kind], components, config.bootstrap_rounds)
                                  for kind in oof}
         per_system = {}
         for system in sorted({f.system for f in files if f.label == 1}):
@@ -713,7 +716,9 @@ def _train(data_root: Path, output: Path, seed: int, quiet: bool, config: TrainC
             scores = {kind: score_patches(net, store[kind][test]) for kind in ("clean", "jpeg")}
             for system in members:
                 rows = np.array([labels[j] == 0 or files[j].system == system for j in test])
-                logo[system] = {kind: _auc_entry(labels[test][rows], scores[kind][rows], groups[test][rows],
+                # one generator's fakes mostly sit on one page: a page bootstrap would resample only
+                # the reals, so these intervals resample files (they understate page-to-page spread)
+                logo[system] = {kind: _auc_entry(labels[test][rows], scores[kind][rows], None,
                                                  config.bootstrap_rounds) for kind in scores}
                 logo[system]["held_out_with"] = [m for m in members if m != system]
                 _log(quiet, f"leave out {system}: AUC {logo[system]['clean']['auc']} "
