@@ -62,3 +62,31 @@ def test_fusion_scan_needs_no_encoders_and_withholds_a_verdict_without_cues(tmp_
     image = synth.write_image(tmp_path / "still.png", seed=2)
     other = scanner.scan_file(image)  # a kind the detector has no model for
     assert other.verdict == "unknown" and other.reason.startswith("no validated model for image")
+
+
+def test_learned_cues_use_out_of_fold_scores_only_on_files_the_expert_saw():
+    from deepscan.training.fusion import rows_from_records
+
+    base = {"status": "ok", "kind": "audio", "label": 1, "system": "s", "group": "g", "pair": "p"}
+    records = [
+        {**base, "path": "seen.wav", "sha256": "a" * 64, "cues": {"synthetic_speech": {"p_fake": 0.99}}},
+        {**base, "path": "unseen.wav", "sha256": "b" * 64, "cues": {"synthetic_speech": {"p_fake": 0.7}}},
+        {**base, "path": "seen-no-oof.wav", "sha256": "c" * 64, "cues": {"synthetic_speech": {"p_fake": 0.98}}},
+    ]
+    overrides = {"synthetic_speech": {"a" * 64: 0.4}}
+    trained_on = {"synthetic_speech": {"a" * 64, "c" * 64}, "generated_image": None, "face_forgery": None}
+    rows = {f.path.name: cues for f, cues, _ in rows_from_records(records, overrides, trained_on)}
+    assert rows["seen.wav"]["synthetic_speech"]["p_fake"] == 0.4  # the in-sample 0.99 is replaced
+    assert rows["unseen.wav"]["synthetic_speech"]["p_fake"] == 0.7  # never trained on: the scan's own score
+    assert rows["seen-no-oof.wav"]["synthetic_speech"]["p_fake"] is None  # seen, no held-out score: left out
+    # without the training lists every file counts as seen
+    rows = {f.path.name: cues for f, cues, _ in rows_from_records(records, overrides)}
+    assert rows["unseen.wav"]["synthetic_speech"]["p_fake"] is None
+
+
+def test_learned_training_files_are_read_from_the_packaged_weights():
+    from deepscan.training.fusion import learned_training_files
+
+    seen = learned_training_files()
+    for cue in ("synthetic_speech", "generated_image", "face_forgery"):
+        assert seen[cue] and all(len(sha) == 64 for sha in seen[cue])

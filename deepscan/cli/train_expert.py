@@ -59,6 +59,8 @@ def train_fusion(
     models_dir: Optional[Path] = typer.Option(
         None, "--models-dir", envvar="DEEPSCAN_MODELS_DIR", help="Folder of the published experts' weights."),
     seed: int = typer.Option(0, "--seed", help="Seed of the subsample and the folds."),
+    records: Optional[Path] = typer.Option(
+        None, "--records", help="JSON Lines of the scanned cues: reused where present, appended to (resumable)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Train the cue-fusion detector (the one deepscan ships) on the harvest; never on ../realworld."""
@@ -68,7 +70,8 @@ def train_fusion(
         stderr.print(f"[red]error:[/] {data} is not a folder")
         raise typer.Exit(EXIT_USAGE)
     try:
-        metrics = train(data, output, models_dir=models_dir, seed=seed, extra_roots=extra_root or (), quiet=quiet)
+        metrics = train(data, output, models_dir=models_dir, seed=seed, extra_roots=extra_root or (), quiet=quiet,
+                        records_path=records)
     except (DeepscanError, ValueError, OSError) as error:
         stderr.print(f"[red]error:[/] {error}")
         raise typer.Exit(EXIT_USAGE)

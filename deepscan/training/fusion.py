@@ -3,10 +3,12 @@
 1. A seeded subsample of the harvest files on disk (:func:`sample_files`) is scanned as ``deepscan
    check`` scans it, with the published experts and no encoders: each file gives its media kind and
    its file-level cues.
-2. Cues of the learned experts were fitted on these same files: their in-sample scores would be
-   over-trusted. Where a learned expert's training wrote out-of-fold scores
-   (``bench/results/<cue>_oof.json``: ``{sha256: p_fake}``), those replace the scanned ones; a learned
-   cue without them is left out of the fusion (it stays in the output as a cue of its own).
+2. Cues of the learned experts were fitted on many of these same files: their in-sample scores would
+   be over-trusted. For a file that a learned expert trained on, its score is the out-of-fold one
+   that ``python -m bench.oof`` wrote (``bench/results/<cue>_oof.json``: a model refitted without the
+   file's source page); a file the expert never saw (its training files are listed by SHA-256 in its
+   weights) keeps the score the scan gave it; a trained-on file without an out-of-fold score has the
+   cue left out.
 3. Per media kind, a logistic regression on :func:`deepscan.model.fusion.cue_features`
    (scikit-learn, L2) is scored out of fold with folds grouped by source page, so that no page is on
    both sides (:func:`fit_fusion`); the out-of-fold scores give the kind's AUC, EER, AP and ECE and the
@@ -27,7 +29,7 @@ import numpy as np
 from deepscan.evaluation import LabelledFile, read_manifest
 from deepscan.model.fusion import FusionDetector, KindModel, cue_features
 
-__all__ = ["harvest_files", "sample_files", "rows_from_records", "fit_fusion", "fit_and_save", "train", "LEARNED_CUES",
+__all__ = ["harvest_files", "sample_files", "rows_from_records", "learned_training_files", "fit_fusion", "fit_and_save", "train", "LEARNED_CUES",
            "FOLDS", "TARGET_FPR", "PER_KIND"]
 
 FOLDS = 5
@@ -70,12 +72,45 @@ def harvest_files(harvest_root: str | os.PathLike, extra_roots=()) -> list[Label
 
 
 def _oof_overrides() -> dict:
+    """Learned cue -> {file SHA-256: out-of-fold P(fake) or None} from ``bench/results/<cue>_oof.json``."""
     overrides = {}
     for cue in LEARNED_CUES:
         path = OOF_DIR / f"{cue}_oof.json"
         if path.is_file():
-            overrides[cue] = {k: float(v) for k, v in json.loads(path.read_text()).items() if v is not None}
+            record = json.loads(path.read_text())
+            scores = record["scores"] if "scores" in record else record
+            overrides[cue] = {k: (None if v is None else float(v)) for k, v in scores.items()}
     return overrides
+
+
+def learned_training_files() -> dict:
+    """Learned cue -> set of SHA-256 of the files its shipped weights were trained on.
+
+    Read from each packaged expert's safetensors metadata (``training_files``); a cue whose weights
+    are absent maps to ``None`` (unknown: every file counts as seen).
+    """
+    from safetensors import safe_open
+
+    from deepscan.experts.runner import LEARNED, PACKAGED_WEIGHTS
+
+    out = {}
+    for cue in LEARNED_CUES:
+        path = Path(PACKAGED_WEIGHTS) / LEARNED[cue][2] if cue in LEARNED else None
+        if path is None or not path.is_file():
+            out[cue] = None
+            continue
+        with safe_open(str(path), "np") as f:
+            meta = f.metadata() or {}
+        files = []
+        for value in meta.values():
+            try:
+                record = json.loads(value)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                files += record.get("training_files") or []
+        out[cue] = {f["sha256"] for f in files if isinstance(f, dict) and f.get("sha256")}
+    return out
 
 
 def fit_fusion(rows: list[tuple[LabelledFile, dict, str]], seed: int = 0, folds: int = FOLDS,
@@ -139,8 +174,8 @@ def fit_fusion(rows: list[tuple[LabelledFile, dict, str]], seed: int = 0, folds:
     return models, oof_out
 
 
-PER_KIND = {"audio": 120, "image": 120, "video": 60}  # files per kind the shipped fusion learned from
-PUBLISHED_CUES = "aasist,meso4,av_sync"
+PER_KIND = {"audio": 240, "image": 240, "video": 120}  # files per kind the shipped fusion learned from
+ALL_CUES = "auto"
 
 
 def sample_files(files: list[LabelledFile], per_kind: dict, seed: int = 0) -> list[LabelledFile]:
@@ -170,19 +205,39 @@ def sample_files(files: list[LabelledFile], per_kind: dict, seed: int = 0) -> li
     return chosen
 
 
-def rows_from_records(records: list[dict], overrides: dict) -> list[tuple[LabelledFile, dict, str]]:
+def rows_from_records(records: list[dict], overrides: dict, trained_on: dict | None = None
+                      ) -> list[tuple[LabelledFile, dict, str]]:
     """Fusion rows from scanned records (``{"path", "sha256", "label", "system", "group", "pair", "kind", "cues"}``).
 
-    Learned cues take their out-of-fold score from ``overrides`` (cue -> {sha256: p_fake}), or are
-    dropped when there is none.
+    Parameters
+    ----------
+    records : list of dict
+        Scanned files with their labels and file-level cues.
+    overrides : dict
+        Learned cue -> {SHA-256: out-of-fold P(fake) or None}.
+    trained_on : dict, optional
+        Learned cue -> set of SHA-256 its weights saw (``None``: unknown, every file counts as seen);
+        default: every file counts as seen.
+
+    Returns
+    -------
+    list of (LabelledFile, dict, str)
+        Per file its labelled record, its cues and its media kind. A learned cue keeps its scanned
+        score on a file its weights never saw, takes the out-of-fold score on one they saw, and
+        is left out (``p_fake`` None) when a seen file has no out-of-fold score.
     """
+    trained_on = trained_on or {}
     rows = []
     for rec in records:
         if rec.get("status", "ok") != "ok" or rec.get("label") is None:
             continue
         cues = {n: dict(c) for n, c in (rec.get("cues") or {}).items()}
+        sha = rec.get("sha256")
         for cue in LEARNED_CUES:
-            score = overrides.get(cue, {}).get(rec.get("sha256"))
+            seen = trained_on.get(cue)
+            if seen is not None and sha not in seen:
+                continue  # the shipped expert never saw this file: its scanned score is out of sample
+            score = overrides.get(cue, {}).get(sha)
             if score is not None:
                 cues[cue] = {"p_fake": score}
             elif cue in cues:
@@ -235,7 +290,8 @@ def fit_and_save(rows, output, seed: int = 0, target_fpr: float = TARGET_FPR, so
 
 
 def train(harvest_root, output, models_dir=None, seed: int = 0, extra_roots=(), workers=None, quiet: bool = False,
-          target_fpr: float = TARGET_FPR, per_kind: dict | None = None, experts: str = PUBLISHED_CUES) -> dict:
+          target_fpr: float = TARGET_FPR, per_kind: dict | None = None, experts: str = ALL_CUES,
+          records_path: str | os.PathLike | None = None) -> dict:
     """Scan a seeded subsample of the harvest, fit the cue fusion per kind and write the checkpoint.
 
     Parameters
@@ -259,7 +315,11 @@ def train(harvest_root, output, models_dir=None, seed: int = 0, extra_roots=(), 
     per_kind : dict, optional
         Files per kind (default :data:`PER_KIND`).
     experts : str
-        Experts scanned (default the published ones; learned cues come from their out-of-fold scores).
+        Experts scanned (default every one installed; see :func:`rows_from_records` for which learned
+        scores are used).
+    records_path : path, optional
+        JSON Lines of scanned records: read where present (files already there are not scanned again)
+        and appended to, so that an interrupted run resumes.
 
     Returns
     -------
@@ -278,17 +338,39 @@ def train(harvest_root, output, models_dir=None, seed: int = 0, extra_roots=(), 
     files = sample_files(harvest_files(harvest_root, extra_roots), per_kind or PER_KIND, seed)
     by_path = {str(f.path): f for f in files}
     records = []
-    with tempfile.TemporaryDirectory() as tmp:
-        empty = FusionDetector({}, {"trained_on": "untrained"}).save(Path(tmp) / "cues-only.safetensors")
-        scanner = Scanner(detector=empty, experts=experts, models_dir=models_dir, workers=workers)
-        for i, result in enumerate(scanner.scan(list(by_path), recursive=False)):
-            f = by_path.get(result.path)
-            if f is not None:
-                records.append({"path": result.path, "status": result.status, "kind": result.media.get("kind"),
-                                "cues": result.cues, "label": f.label, "sha256": f.sha256, "system": f.system,
-                                "group": f.group, "pair": f.pair, "method": f.method, "licence": f.licence})
-            if not quiet and i % 25 == 0:
-                print(f"scanned {i + 1}/{len(files)}", file=sys.stderr)
-        scanner.close()
-    return fit_and_save(rows_from_records(records, _oof_overrides()), output, seed, target_fpr,
+    if records_path is not None and Path(records_path).is_file():
+        for line in Path(records_path).read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by an interrupted run: scanned again
+            if rec.get("path") in by_path:
+                records.append(rec)
+    done = {r["path"] for r in records}
+    todo = [p for p in by_path if p not in done]
+    sink = open(records_path, "a") if records_path is not None else None
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            empty = FusionDetector({}, {"trained_on": "untrained"}).save(Path(tmp) / "cues-only.safetensors")
+            with Scanner(detector=empty, experts=experts, models_dir=models_dir, workers=workers) as scanner:
+                for i, result in enumerate(scanner.scan(todo, recursive=False) if todo else ()):
+                    f = by_path.get(result.path)
+                    if f is not None:
+                        rec = {"path": result.path, "status": result.status, "kind": result.media.get("kind"),
+                               "cues": result.cues, "label": f.label, "sha256": f.sha256, "system": f.system,
+                               "group": f.group, "pair": f.pair, "method": f.method, "licence": f.licence}
+                        records.append(rec)
+                        if sink is not None:
+                            sink.write(json.dumps(rec) + "\n")
+                            sink.flush()
+                    if not quiet and i % 25 == 0:
+                        print(f"scanned {i + 1}/{len(todo)}", file=sys.stderr)
+    finally:
+        if sink is not None:
+            sink.close()
+    from deepscan.training.expert_speech import EXCLUDED_SHA256  # byte-identical to ../shared/realworld files
+
+    records = [r for r in records if r.get("sha256") not in EXCLUDED_SHA256]
+    rows = rows_from_records(records, _oof_overrides(), learned_training_files())
+    return fit_and_save(rows, output, seed, target_fpr,
                         sources=f"{harvest_root} + {list(map(str, extra_roots))}, per kind {per_kind or PER_KIND}")
