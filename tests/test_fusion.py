@@ -90,3 +90,28 @@ def test_learned_training_files_are_read_from_the_packaged_weights():
     seen = learned_training_files()
     for cue in ("synthetic_speech", "generated_image", "face_forgery"):
         assert seen[cue] and all(len(sha) == 64 for sha in seen[cue])
+
+
+def test_summary_says_what_the_detector_knows_and_the_table_prints_it(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from deepscan.results import ScanResult
+    from deepscan.writers import render_table
+
+    models = {"audio": KindModel(["aasist", "synthetic_speech"], np.zeros(4), 0.0, 0.6, {"auc": 0.81}),
+              "video": KindModel(["av_sync"], np.zeros(2), 0.0, 0.4, {"auc": 0.77})}
+    untested = FusionDetector(models, {"limits": "weak on zero-shot TTS"})
+    line = untested.summary()
+    assert "out-of-fold AUC on its training data: audio 0.81, video 0.77" in line
+    assert "no model for image (verdict unknown)" in line and line.endswith("weak on zero-shot TTS")
+    tested = FusionDetector(models, {"real_media": {"audio": {"auc": 0.712}, "video": {"auc": 0.9}}})
+    assert "AUC on real media, never trained on: audio 0.71, video 0.90" in tested.summary()
+    result = ScanResult(path=str(tmp_path / "a.wav"), status="ok", verdict="real", p_fake=0.1, threshold=0.6,
+                        detector=tested.describe())
+    console = Console(width=80, record=True, file=io.StringIO(), color_system=None)
+    console.print(render_table([result], cwd=str(tmp_path)))
+    text = " ".join(console.export_text().split())
+    assert "detector: cue fusion of aasist, av_sync, synthetic_speech per media kind" in text
+    assert "audio 0.71, video 0.90" in text

@@ -199,7 +199,35 @@ class FusionDetector:
                    for k, model in self.kinds.items()}
         return {"name": self.name, "sha256": self.sha256, "trained_on": self.provenance.get("trained_on", "harvest"),
                 "synthetic": False, "label": None, "kind": FUSION_KIND, "data": data, "metrics": metrics,
-                "real_media": self.provenance.get("real_media"), "limits": self.provenance.get("limits")}
+                "real_media": self.provenance.get("real_media"), "limits": self.provenance.get("limits"),
+                "summary": self.summary()}
+
+    def summary(self) -> str:
+        """One line on what the detector knows: its cues, its AUC per media kind on real media, its limits.
+
+        Returns
+        -------
+        str
+            For example ``"cue fusion of aasist, av_sync, ... per media kind; AUC on real media
+            (never trained on): audio 0.71, image 0.52, video 0.86; weak on zero-shot TTS"``.
+            Out-of-fold AUCs on the training data stand in (and say so) where no real-media
+            measurement was recorded.
+        """
+        real = self.provenance.get("real_media") or {}
+        parts = [f"cue fusion of {', '.join(self.cues)} per media kind"]
+        measured = {k: v.get("auc") for k, v in real.items() if isinstance(v, dict) and v.get("auc") is not None}
+        if measured:
+            where = self.provenance.get("real_media_source", "real media, never trained on")
+            parts.append(f"AUC on {where}: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(measured.items())))
+        elif self.kinds:
+            parts.append("out-of-fold AUC on its training data: " + ", ".join(
+                f"{k} {m.metrics['auc']:.2f}" for k, m in sorted(self.kinds.items()) if m.metrics.get("auc") is not None))
+        missing = sorted({"audio", "image", "video"} - set(self.kinds))
+        if missing:
+            parts.append(f"no model for {', '.join(missing)} (verdict unknown)")
+        if self.provenance.get("limits"):
+            parts.append(str(self.provenance["limits"]))
+        return "; ".join(parts)
 
 
 def _json_default(value):

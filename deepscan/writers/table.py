@@ -186,6 +186,8 @@ class ResultTable:
                 unscored.setdefault("; ".join(reasons), []).append(name)
         for reason, names in unscored.items():
             lines.append(f"{', '.join(names)}: {reason}")
+        summaries = sorted({r.detector.get("summary") for r in self.results if (r.detector or {}).get("summary")})
+        lines += [f"detector: {terminal_text(summary)}" for summary in summaries]
         caption = Text("\n".join(lines), style="dim")
         labels = sorted({r.detector.get("label") for r in self.results if (r.detector or {}).get("label")})
         for label in labels:
