@@ -117,8 +117,17 @@ def main(argv=None) -> None:
     parser.add_argument("--no-cache", dest="cache", action="store_false")
     parser.add_argument("--json", help="also write the report as JSON to this file")
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    parser.add_argument("--stamp", action="store_true",
+                        help="record the fused per-kind AUCs in the cue-fusion checkpoint's provenance (what "
+                        "`deepscan check` prints on its detector line); coefficients and thresholds untouched")
     args = parser.parse_args(argv)
     report = run(args)
+    if args.stamp:
+        from deepscan.model.fusion import DEFAULT_PATH
+        from deepscan.training.fusion import stamp_real_media
+
+        recorded = stamp_real_media(args.detector or DEFAULT_PATH, report)
+        print(f"recorded in {args.detector or DEFAULT_PATH}: {recorded}", file=sys.stderr)
     text = markdown(report)
     print(text)
     if args.json:

@@ -29,7 +29,7 @@ import numpy as np
 from deepscan.evaluation import LabelledFile, read_manifest
 from deepscan.model.fusion import FusionDetector, KindModel, cue_features
 
-__all__ = ["harvest_files", "sample_files", "rows_from_records", "learned_training_files", "fit_fusion", "fit_and_save", "train", "LEARNED_CUES",
+__all__ = ["harvest_files", "sample_files", "rows_from_records", "learned_training_files", "stamp_real_media", "fit_fusion", "fit_and_save", "train", "LEARNED_CUES",
            "FOLDS", "TARGET_FPR", "PER_KIND"]
 
 FOLDS = 5
@@ -374,3 +374,48 @@ def train(harvest_root, output, models_dir=None, seed: int = 0, extra_roots=(), 
     rows = rows_from_records(records, _oof_overrides(), learned_training_files())
     return fit_and_save(rows, output, seed, target_fpr,
                         sources=f"{harvest_root} + {list(map(str, extra_roots))}, per kind {per_kind or PER_KIND}")
+
+
+def stamp_real_media(detector_path, report: dict, source: str = "real media (../shared/realworld), never trained on"
+                     ) -> dict:
+    """Record the fused verdict's per-kind metrics on real media in a cue-fusion checkpoint's provenance.
+
+    The coefficients, thresholds and calibration are untouched: the numbers only describe the file
+    (they are what ``deepscan check`` prints on its detector line). Only the metadata changes, so
+    the checkpoint's SHA-256 does too.
+
+    Parameters
+    ----------
+    detector_path : path
+        The cue-fusion checkpoint that was evaluated.
+    report : dict
+        :func:`deepscan.evaluation.evaluate_media` of that checkpoint (``report["table"]["kinds"]``).
+    source : str
+        What the numbers were measured on, as printed.
+
+    Returns
+    -------
+    dict
+        Kind -> ``{"auc", "ci95", "ece", "n_real", "n_fake", "coverage"}`` as recorded.
+
+    Raises
+    ------
+    ValueError
+        If the report did not score this checkpoint's fused verdict.
+    """
+    detector = FusionDetector.load(detector_path)
+    if not report.get("fused") or (report.get("detector") or {}).get("sha256") != detector.sha256:
+        raise ValueError("the report is not an evaluation of this checkpoint's fused verdict")
+    real = {}
+    for kind, scorers in (report["table"].get("kinds") or {}).items():
+        m = scorers.get("p_fake") or {}
+        if m.get("auc") is None:
+            continue
+        real[kind] = {"auc": round(m["auc"], 3), "ci95": [round(m["auc_lo"], 3), round(m["auc_hi"], 3)],
+                      "ece": None if m.get("ece") is None else round(m["ece"], 3),
+                      "n_real": m.get("n_real"), "n_fake": m.get("n_fake"), "coverage": m.get("coverage")}
+    detector.provenance["real_media"] = real
+    detector.provenance["real_media_source"] = source
+    detector.provenance["real_media_measured_on_sha256"] = detector.sha256
+    detector.save(detector_path)
+    return real
