@@ -115,3 +115,21 @@ def test_summary_says_what_the_detector_knows_and_the_table_prints_it(tmp_path):
     text = " ".join(console.export_text().split())
     assert "detector: cue fusion of aasist, av_sync, synthetic_speech per media kind" in text
     assert "audio 0.71, video 0.90" in text
+
+
+def test_stamp_real_media_records_only_an_evaluation_of_the_same_file(tmp_path):
+    from deepscan.training.fusion import stamp_real_media
+
+    path = FusionDetector({"audio": KindModel(["aasist"], np.array([1.0, 0.0]), 0.0, 0.5, {"auc": 0.8})},
+                          {"trained_on": "test"}).save(tmp_path / "f.safetensors")
+    before = FusionDetector.load(path)
+    metrics = {"auc": 0.7123, "auc_lo": 0.61, "auc_hi": 0.8, "ece": 0.08, "n_real": 30, "n_fake": 40, "coverage": 1.0}
+    report = {"fused": True, "detector": {"sha256": before.sha256}, "table": {"kinds": {"audio": {"p_fake": metrics}}}}
+    with pytest.raises(ValueError, match="not an evaluation"):
+        stamp_real_media(path, {**report, "detector": {"sha256": "0" * 64}})
+    recorded = stamp_real_media(path, report)
+    after = FusionDetector.load(path)
+    assert recorded["audio"]["auc"] == 0.712 and after.provenance["real_media"]["audio"]["ci95"] == [0.61, 0.8]
+    assert after.sha256 != before.sha256 and after.provenance["real_media_measured_on_sha256"] == before.sha256
+    assert np.array_equal(after.kinds["audio"].coef, before.kinds["audio"].coef)  # the model itself is untouched
+    assert "AUC on real media (../shared/realworld), never trained on: audio 0.71" in after.summary()
