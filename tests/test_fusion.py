@@ -133,3 +133,34 @@ def test_stamp_real_media_records_only_an_evaluation_of_the_same_file(tmp_path):
     assert after.sha256 != before.sha256 and after.provenance["real_media_measured_on_sha256"] == before.sha256
     assert np.array_equal(after.kinds["audio"].coef, before.kinds["audio"].coef)  # the model itself is untouched
     assert "AUC on real media (../shared/realworld), never trained on: audio 0.71" in after.summary()
+
+
+def test_page_weights_balance_classes_and_pages():
+    from deepscan.training.fusion import page_weights
+
+    labels = np.array([1] * 10 + [1] + [0] * 4)
+    groups = np.array(["big"] * 10 + ["small"] + ["r1", "r1", "r2", "r3"])
+    w = page_weights(labels, groups, power=1.0)
+    assert w[labels == 1].sum() == pytest.approx(7.5) and w[labels == 0].sum() == pytest.approx(7.5)
+    assert w[:10].sum() == pytest.approx(w[10])  # with power 1 a page of ten weighs what a page of one does
+    w0 = page_weights(labels, groups, power=0.0)
+    assert np.allclose(w0[labels == 1], w0[0])  # power 0: files weigh the same within a class
+
+
+def test_fusion_picks_the_informative_cue_on_held_out_pages():
+    rng = np.random.default_rng(1)
+    rows = []
+    for page in range(12):  # class-pure pages, as in the harvest
+        label = page % 2
+        for i in range(8):
+            good = float(np.clip(0.5 + (0.25 if label else -0.25) + rng.normal(0, 0.15), 0.01, 0.99))
+            bad = float(rng.uniform(0.05, 0.95))
+            f = LabelledFile(None, "image", label, "m", f"s{page}", f"page{page}", f"pair{page}-{i}", f"{page:032x}{i:032x}")
+            rows.append((f, {"generated_image": {"p_fake": good}, "meso4": {"p_fake": bad}}, "image"))
+    models, oof = fit_fusion(rows, seed=0)
+    model = models["image"]
+    assert "generated_image" in model.cues and model.metrics["cue_set"] != "meso4"
+    assert model.metrics["candidates"]["meso4"]["auc_within_page_folds"] < 0.75 < model.metrics["auc_within_page_folds"]
+    weight = dict(zip(model.cues, model.coef[0::2]))
+    assert weight["generated_image"] > 3 * abs(weight.get("meso4", 0.0))
+    assert not model.coef[1::2].any()  # presence flags carry no weight

@@ -29,7 +29,7 @@ import numpy as np
 from deepscan.evaluation import LabelledFile, read_manifest
 from deepscan.model.fusion import FusionDetector, KindModel, cue_features
 
-__all__ = ["harvest_files", "sample_files", "rows_from_records", "learned_training_files", "stamp_real_media", "fit_fusion", "fit_and_save", "train", "LEARNED_CUES",
+__all__ = ["page_weights", "CANDIDATES", "harvest_files", "sample_files", "rows_from_records", "learned_training_files", "stamp_real_media", "fit_fusion", "fit_and_save", "train", "LEARNED_CUES",
            "FOLDS", "TARGET_FPR", "PER_KIND"]
 
 FOLDS = 5
@@ -38,6 +38,12 @@ LEARNED_CUES = ("synthetic_speech", "generated_image", "face_forgery")
 OOF_DIR = Path(__file__).resolve().parents[2] / "bench" / "results"
 MIN_FILES_PER_KIND = 20  # a kind with fewer labelled files of each class gets no model
 MIN_OOF_AUC = 0.6  # a kind whose out-of-fold AUC is below this ships no model: its verdicts stay "unknown"
+PAGE_WEIGHT_POWER = 0.5  # a file of a page with n files of its class weighs n ** -0.5 (see page_weights)
+C_L2 = 1.0  # inverse L2 strength of the logistic regressions
+PUBLISHED_CUES = ("aasist", "meso4", "av_sync")
+# cue sets each media kind's fusion chooses from (None: every cue that scored a file of the kind)
+CANDIDATES = {"all cues": None, "learned cues": LEARNED_CUES, "published cues": PUBLISHED_CUES,
+              **{cue: (cue,) for cue in PUBLISHED_CUES + LEARNED_CUES}}
 
 
 def harvest_files(harvest_root: str | os.PathLike, extra_roots=()) -> list[LabelledFile]:
@@ -113,9 +119,94 @@ def learned_training_files() -> dict:
     return out
 
 
+def page_weights(labels: np.ndarray, groups: np.ndarray, power: float = PAGE_WEIGHT_POWER) -> np.ndarray:
+    """Sample weights that balance the classes and stop a large source page from outweighing the rest.
+
+    Parameters
+    ----------
+    labels : np.ndarray
+        int ``(N,)``, 1 = fake.
+    groups : np.ndarray
+        ``(N,)`` source page of each file.
+    power : float
+        A file of a page holding ``n`` files of its class weighs ``n ** -power`` before the classes
+        are balanced: 0 weighs files equally, 1 weighs pages equally.
+
+    Returns
+    -------
+    np.ndarray
+        float64 ``(N,)``; each class sums to ``N / 2``.
+    """
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    w = np.zeros(len(labels))
+    for c in (0, 1):
+        m = labels == c
+        if not m.any():
+            continue
+        pages, counts = np.unique(groups[m], return_counts=True)
+        size = dict(zip(pages, counts))
+        w[m] = [float(size[g]) ** -power for g in groups[m]]
+        w[m] *= 0.5 * len(labels) / w[m].sum()
+    return w
+
+
+def _folds(labels: np.ndarray, groups: np.ndarray, folds: int, seed: int) -> list:
+    """Folds grouped by source page, with the classes spread over them as evenly as pages allow."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n = min(folds, len(np.unique(groups)))
+    return list(StratifiedGroupKFold(n_splits=n, shuffle=True, random_state=seed).split(labels, labels, groups))
+
+
+def _fit_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=C_L2, max_iter=2000).fit(x, y, sample_weight=w)
+
+
+def _out_of_fold(x, labels, groups, weights, splits) -> np.ndarray:
+    oof = np.full(len(labels), np.nan)
+    for train_idx, test_idx in splits:
+        if len(np.unique(labels[train_idx])) < 2:
+            continue
+        oof[test_idx] = _fit_logistic(x[train_idx], labels[train_idx], weights[train_idx]).predict_proba(x[test_idx])[:, 1]
+    return oof
+
+
+def _within_fold_auc(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray, splits) -> float:
+    """Page-weighted AUC of real against fake files held out in the same fold, pooled over folds by pairs.
+
+    Pooling out-of-fold scores across folds compares files scored by different models. Where source
+    pages hold one class each (most of the harvest), removing a page moves the refitted intercept
+    against that page's class, and the pooled AUC falls below chance even for a cue that ranks well
+    (the known bias of cross-validated AUC with class-pure groups). Here only files scored by the
+    same model are compared.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    total, pairs = 0.0, 0.0
+    for _, test in splits:
+        y, s, w = labels[test], scores[test], weights[test]
+        ok = ~np.isnan(s)
+        y, s, w = y[ok], s[ok], w[ok]
+        if len(np.unique(y)) < 2:
+            continue
+        n = w[y == 0].sum() * w[y == 1].sum()
+        total += roc_auc_score(y, s, sample_weight=w) * n
+        pairs += n
+    return total / pairs if pairs else float("nan")
+
+
 def fit_fusion(rows: list[tuple[LabelledFile, dict, str]], seed: int = 0, folds: int = FOLDS,
-               target_fpr: float = TARGET_FPR) -> tuple[dict, dict]:
-    """Fit one logistic regression per media kind, scored out of fold grouped by source page.
+               target_fpr: float = TARGET_FPR, candidates: dict | None = None) -> tuple[dict, dict]:
+    """Fit one logistic regression per media kind, choosing its cues out of fold, folds grouped by page.
+
+    Per kind, each candidate cue set (default :data:`CANDIDATES`: all cues, the learned ones, the
+    published ones, each cue alone) is a logistic regression on the cues' log-odds (:func:`page_weights` as sample
+    weights; presence flags held at 0). The candidate kept is the one with the best AUC on source
+    pages it did not see (folds grouped by page, stratified by class; :func:`_within_fold_auc`); it
+    is refitted on all files. Its out-of-fold scores over folds grouped by pair give the kind's AUC,
+    EER, AP, ECE and the threshold at ``target_fpr`` of the real files.
 
     Parameters
     ----------
@@ -127,50 +218,67 @@ def fit_fusion(rows: list[tuple[LabelledFile, dict, str]], seed: int = 0, folds:
         Grouped folds.
     target_fpr : float
         False positive rate the threshold keeps to on the out-of-fold scores of real files.
+    candidates : dict, optional
+        Name -> cue names (or ``None``: every cue that scored some file of the kind).
 
     Returns
     -------
     (dict, dict)
-        Kind -> :class:`KindModel`, and kind -> out-of-fold ``{"labels", "p_fake", "groups", "systems"}``.
+        Kind -> :class:`KindModel`, and kind -> out-of-fold ``{"labels", "p_fake", "groups", "systems",
+        "weights", "candidates"}`` (``candidates``: each candidate's out-of-fold AUCs).
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GroupKFold
+    from sklearn.metrics import roc_auc_score
 
     from deepscan.training.metrics import detection_metrics, threshold_at_fpr
 
+    candidates = CANDIDATES if candidates is None else candidates
     models, oof_out = {}, {}
     for kind in sorted({k for _, _, k in rows}):
         subset = [(f, c) for f, c, k in rows if k == kind]
         labels = np.array([f.label for f, _ in subset])
         if min((labels == 0).sum(), (labels == 1).sum()) < MIN_FILES_PER_KIND // 2:
             continue
-        names = sorted({n for _, c in subset for n, v in c.items() if (v or {}).get("p_fake") is not None})
-        if not names:
-            continue
-        x = np.stack([cue_features(c, names) for _, c in subset])
+        scored = {n for _, c in subset for n, v in c.items() if (v or {}).get("p_fake") is not None}
         groups = np.array([f.group for f, _ in subset])
-        rng = np.random.default_rng(seed)
-        unique = np.unique(groups)
-        shuffled = dict(zip(unique, rng.permutation(len(unique))))
-        order_groups = np.array([shuffled[g] for g in groups])
-        n_folds = min(folds, len(unique))
-        oof = np.full(len(subset), np.nan)
-        for train_idx, test_idx in GroupKFold(n_splits=n_folds).split(x, labels, order_groups):
-            if len(np.unique(labels[train_idx])) < 2:
+        weights = page_weights(labels, groups)
+        pairs = np.array([f.pair or f.sha256 or str(f.path) for f, _ in subset])
+        page_splits = _folds(labels, groups, folds, seed)
+        pair_splits = _folds(labels, pairs, folds, seed)
+        tried = {}
+        for name, wanted in candidates.items():
+            names = sorted(scored if wanted is None else scored & set(wanted))
+            if not names or any(names == t["cues"] for t in tried.values()):
                 continue
-            model = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(x[train_idx], labels[train_idx])
-            oof[test_idx] = model.predict_proba(x[test_idx])[:, 1]
-        ok = ~np.isnan(oof)
+            x = np.stack([cue_features(c, names) for _, c in subset])
+            x[:, 1::2] = 0.0  # presence flags weigh nothing: whether a face or speech is there is the data set's trait
+            page_oof = _out_of_fold(x, labels, groups, weights, page_splits)
+            oof = _out_of_fold(x, labels, groups, weights, pair_splits)
+            ok = ~np.isnan(oof)
+            tried[name] = {"cues": names, "x": x, "oof": oof, "ok": ok,
+                           "auc": float(roc_auc_score(labels[ok], oof[ok])),
+                           "auc_within_page_folds": _within_fold_auc(labels, page_oof, weights, page_splits)}
+        if not tried:
+            continue
+        best = max(tried, key=lambda n: tried[n]["auc_within_page_folds"])
+        chosen = tried[best]
+        ok, oof = chosen["ok"], chosen["oof"]
         threshold = threshold_at_fpr(labels[ok], oof[ok], target_fpr)
         metrics = detection_metrics(labels[ok], oof[ok], threshold)
-        final = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(x, labels)
-        models[kind] = KindModel(names, final.coef_[0].astype(np.float64), float(final.intercept_[0]), threshold,
-                                 {"auc": metrics["auc"], "eer": metrics["eer"], "ap": metrics["ap"],
+        final = _fit_logistic(chosen["x"], labels, weights)
+        summary = {n: {"cues": t["cues"], "auc": round(t["auc"], 4),
+                       "auc_within_page_folds": round(t["auc_within_page_folds"], 4)} for n, t in tried.items()}
+        models[kind] = KindModel(chosen["cues"], final.coef_[0].astype(np.float64), float(final.intercept_[0]), threshold,
+                                 {"auc": metrics["auc"], "auc_within_page_folds": round(chosen["auc_within_page_folds"], 4),
+                                  "eer": metrics["eer"], "ap": metrics["ap"],
                                   "ece": metrics["ece"], "fpr": metrics["fpr"], "fnr": metrics["fnr"],
-                                  "n_real": metrics["n_real"], "n_fake": metrics["n_fake"],
-                                  "folds": f"{n_folds} grouped by source page (out of fold)"})
-        oof_out[kind] = {"labels": labels[ok].tolist(), "p_fake": oof[ok].tolist(),
-                         "groups": groups[ok].tolist(), "systems": [f.system for (f, _), k in zip(subset, ok) if k]}
+                                  "n_real": metrics["n_real"], "n_fake": metrics["n_fake"], "cue_set": best,
+                                  "candidates": summary,
+                                  "folds": (f"{len(pair_splits)} grouped by pair, stratified by class: AUC, EER, AP, ECE "
+                                            f"and the threshold; {len(page_splits)} grouped by source page: the cue "
+                                            "set, by the page-weighted AUC of real and fake files held out together")})
+        oof_out[kind] = {"labels": labels[ok].tolist(), "p_fake": oof[ok].tolist(), "weights": weights[ok].tolist(),
+                         "groups": groups[ok].tolist(), "systems": [f.system for (f, _), k in zip(subset, ok) if k],
+                         "candidates": summary}
     return models, oof_out
 
 
@@ -179,7 +287,11 @@ ALL_CUES = "auto"
 
 
 def sample_files(files: list[LabelledFile], per_kind: dict, seed: int = 0) -> list[LabelledFile]:
-    """A seeded subsample: per kind up to half its quota of real files, the rest fake.
+    """A seeded subsample spread over source pages: per kind up to half its quota real, the rest fake.
+
+    Within a kind and label, pages (the manifest's ``group``) are visited in a seeded order, one
+    file from each in turn, so that a page that holds most of a class (one StyleGAN-like site holds
+    most harvested fake images) cannot fill the quota alone.
 
     Parameters
     ----------
@@ -195,12 +307,27 @@ def sample_files(files: list[LabelledFile], per_kind: dict, seed: int = 0) -> li
     import random
 
     rng = random.Random(seed)
+
+    def spread(rows: list, n: int) -> list:
+        pages: dict = {}
+        for f in rows:
+            pages.setdefault(f.group, []).append(f)
+        queues = [pages[g] for g in sorted(pages)]
+        rng.shuffle(queues)
+        for queue in queues:
+            rng.shuffle(queue)
+        out = []
+        while len(out) < n and any(queues):
+            for queue in queues:
+                if queue and len(out) < n:
+                    out.append(queue.pop())
+        return out
+
     chosen = []
     for kind, n in per_kind.items():
-        rows = [f for f in files if f.kind == kind]
-        rng.shuffle(rows)
-        real = [f for f in rows if f.label == 0][: n // 2]
-        fake = [f for f in rows if f.label == 1][: n - len(real)]
+        rows = sorted((f for f in files if f.kind == kind), key=lambda f: str(f.path))
+        real = spread([f for f in rows if f.label == 0], n // 2)
+        fake = spread([f for f in rows if f.label == 1], n - len(real))
         chosen += real + fake
     return chosen
 
