@@ -160,7 +160,7 @@ def test_fusion_picks_the_informative_cue_on_held_out_pages():
     models, oof = fit_fusion(rows, seed=0)
     model = models["image"]
     assert "generated_image" in model.cues and model.metrics["cue_set"] != "meso4"
-    assert model.metrics["candidates"]["meso4"]["auc_within_page_folds"] < 0.75 < model.metrics["auc_within_page_folds"]
+    assert model.metrics["candidates"]["published cues"]["auc_within_page_folds"] < 0.75 < model.metrics["auc_within_page_folds"]
     weight = dict(zip(model.cues, model.coef[0::2]))
     assert weight["generated_image"] > 3 * abs(weight.get("meso4", 0.0))
     assert not model.coef[1::2].any()  # presence flags carry no weight
