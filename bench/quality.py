@@ -63,8 +63,72 @@ def run(args) -> dict:
     finally:
         scanner.close()
     report["command"] = ("python -m bench.quality " + " ".join(sys.argv[1:])).strip()
-    report["learned"] = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
+    report["learned"] = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))
+                         if not p.stem.endswith("_oof")}
     return report
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _ci(entry: dict) -> str:
+    ci = entry.get("ci95") or entry.get("auc_ci95")
+    return f"{_fmt(entry.get('auc'))} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else _fmt(entry.get("auc"))
+
+
+def learned_tables(learned: dict) -> list:
+    """Markdown lines: each learned expert's held-out AUC on the harvest, overall and per held-out system.
+
+    Parameters
+    ----------
+    learned : dict
+        ``bench/results/<cue>.json`` by cue, as their training benches wrote them (``*_oof.json``
+        per-file scores are skipped).
+
+    Returns
+    -------
+    list of str
+    """
+    lines = []
+    speech = learned.get("synthetic_speech", {}).get("leave_generator_out")
+    if speech:
+        lines += ["", "**synthetic_speech on the harvest, held out** (`bench/results/synthetic_speech.json`): every "
+                  f"source page held out in turn, AUC {_ci(speech['overall'])} ({speech['overall']['n_real']} real, "
+                  f"{speech['overall']['n_fake']} fake); after a random codec/rate/gain round trip of the held-out "
+                  f"files {_ci(speech['overall_format_scrambled'])}. Leave-generator-out: each system's pages held "
+                  "out together, its fakes against all out-of-fold reals:", "",
+                  "| held-out system | fakes | AUC |", "|---|---:|---:|"]
+        for system, m in sorted(speech.get("per_system", {}).items(), key=lambda kv: kv[1].get("auc_vs_all_reals", 0)):
+            lines.append(f"| {system} | {m.get('n_fake', '')} | {_fmt(m.get('auc_vs_all_reals'))} |")
+        summary = speech.get("per_system_summary") or {}
+        if summary:
+            lines += ["", f"{summary.get('systems_below_0.85')} of {summary.get('systems')} systems below 0.85; "
+                      f"median {_fmt(summary.get('median_auc'))}."]
+    image = learned.get("generated_image", {})
+    if image.get("leave_generator_out"):
+        oof = image.get("out_of_fold", {})
+        lines += ["", "**generated_image on the harvest, held out** (`bench/results/generated_image.json`): out of "
+                  f"fold {_ci(oof.get('clean', {}))}, every file re-encoded as JPEG {_ci(oof.get('jpeg', {}))}. "
+                  "Leave-generator-out (each system's pages held out; its fakes against the held-out reals):", "",
+                  "| held-out system | fakes | AUC | AUC, JPEG |", "|---|---:|---:|---:|"]
+        for system, m in sorted(image["leave_generator_out"].items(), key=lambda kv: kv[1]["clean"].get("auc") or 0):
+            lines.append(f"| {system} | {m['clean'].get('n_fake', '')} | {_ci(m['clean'])} | {_fmt(m['jpeg'].get('auc'))} |")
+    face = (learned.get("face_forgery", {}).get("harvest") or {})
+    if face.get("face_forgery"):
+        ff = face["face_forgery"]
+        oof = ff.get("out_of_fold", {})
+        kinds = ", ".join(f"{k} {_fmt(v.get('auc'))}" for k, v in sorted((oof.get("per_kind") or {}).items()))
+        lines += ["", "**face_forgery on the harvest, held out** (`bench/results/face_forgery.json`): page folds, "
+                  f"AUC {_ci(oof)} ({kinds}). Per held-out system, beside the published Meso-4 weights (never "
+                  "trained on the harvest):", "", "| system | fakes | face_forgery | Meso4_DF | Meso4_F2F |",
+                  "|---|---:|---:|---:|---:|"]
+        df = (face.get("meso4_df") or {}).get("per_system", {})
+        f2f = (face.get("meso4_f2f") or {}).get("per_system", {})
+        for system, m in sorted(ff.get("leave_generator_out", {}).items(), key=lambda kv: kv[1].get("auc") or 0):
+            lines.append(f"| {system} | {m.get('n_fake', '')} | {_fmt(m.get('auc'))} | "
+                         f"{_fmt((df.get(system) or {}).get('auc'))} | {_fmt((f2f.get(system) or {}).get('auc'))} |")
+    return lines
 
 
 def markdown(report: dict) -> str:
@@ -80,16 +144,7 @@ def markdown(report: dict) -> str:
     if report["unknown"]:
         lines += ["", f"Verdict withheld (`unknown`, no cue applies) on {len(report['unknown'])} files: "
                   + ", ".join(f"{Path(p).name} ({r})" for p, r in report["unknown"].items())]
-    for name, data in report.get("learned", {}).items():
-        logo = data.get("leave_generator_out") or data.get("logo") or {}
-        if logo:
-            lines += ["", f"**{name}: leave-generator-out AUC on the harvest** (each system held out in turn)", "",
-                      "| held-out system | AUC | files |", "|---|---|---|"]
-            for system, m in sorted(logo.items()):
-                if isinstance(m, dict):
-                    auc_value = m.get("auc")
-                    lines.append(f"| {system} | {'n/a' if auc_value is None else f'{auc_value:.3f}'} | "
-                                 f"{m.get('n', m.get('files', ''))} |")
+    lines += learned_tables(report.get("learned", {}))
     return "\n".join(lines)
 
 

@@ -1,20 +1,22 @@
 """Train the shipped cue-fusion detector on the harvest: scan, collect cues, fit per kind, calibrate.
 
-1. A seeded subsample of the harvest files on disk (:func:`sample_files`) is scanned as ``deepscan
-   check`` scans it, with the published experts and no encoders: each file gives its media kind and
-   its file-level cues.
+1. A seeded subsample of the harvest files on disk, spread over source pages (:func:`sample_files`),
+   is scanned as ``deepscan check`` scans it, with every expert and no encoders: each file gives its
+   media kind and its file-level cues.
 2. Cues of the learned experts were fitted on many of these same files: their in-sample scores would
    be over-trusted. For a file that a learned expert trained on, its score is the out-of-fold one
    that ``python -m bench.oof`` wrote (``bench/results/<cue>_oof.json``: a model refitted without the
    file's source page); a file the expert never saw (its training files are listed by SHA-256 in its
    weights) keeps the score the scan gave it; a trained-on file without an out-of-fold score has the
    cue left out.
-3. Per media kind, a logistic regression on :func:`deepscan.model.fusion.cue_features`
-   (scikit-learn, L2) is scored out of fold with folds grouped by source page, so that no page is on
-   both sides (:func:`fit_fusion`); the out-of-fold scores give the kind's AUC, EER, AP and ECE and the
-   threshold at the target false positive rate; the final model is refitted on all files.
+3. Per media kind, logistic regressions (scikit-learn, L2) on the log-odds of candidate cue sets
+   (:data:`CANDIDATES`), with sample weights that balance classes and pages (:func:`page_weights`),
+   are compared on source pages they did not see; the best is refitted on all files
+   (:func:`fit_fusion`). Its out-of-fold scores over folds grouped by pair give the kind's AUC, EER,
+   AP and ECE, and the threshold at the target false positive rate of real files.
 
-Nothing here reads ../shared/realworld.
+Files byte-identical to ../shared/realworld files (:data:`deepscan.training.expert_speech.EXCLUDED_SHA256`)
+are left out. Nothing here reads ../shared/realworld.
 """
 
 from __future__ import annotations
@@ -401,16 +403,17 @@ def fit_and_save(rows, output, seed: int = 0, target_fpr: float = TARGET_FPR, so
         "files": [{"sha256": f.sha256, "kind": f.kind, "label": f.label, "system": f.system, "group": f.group,
                    "licence": f.licence} for f, _, _ in rows],
         "licences": sorted({f.licence or "none stated" for f, _, _ in rows}),
-        "method": "per-kind logistic regression on cue log-odds and presence flags; out-of-fold, folds grouped "
-                  "by source page; threshold at the target false positive rate of the out-of-fold real scores",
+        "method": "per media kind, a logistic regression on the cues' log-odds (page-balanced sample weights); "
+                  "the cue set chosen by AUC on held-out source pages; AUC, EER, AP, ECE and the threshold (at the "
+                  "target false positive rate of real files) out of fold, folds grouped by pair",
         "cues_out_of_fold": sorted({c for _, cues, _ in rows for c in cues if c in LEARNED_CUES
                                     and cues[c].get("p_fake") is not None}),
         "sources": sources,
         "seed": seed,
         "kinds_without_a_model": {k: f"out-of-fold AUC {v['auc']:.3f} < {MIN_OOF_AUC} with cues {v['cues']}"
                                   for k, v in rejected.items()},
-        "limits": "weak where no cue applies or no expert knows the generator: zero-shot TTS, GAN and "
-                  "diffusion images without a face model, lip-sync edits; see the README's real-media table",
+        "limits": "misses vocoder copies of real speech, resized or re-compressed generated images, talking "
+                  "heads and lip-sync; unknown where no cue applies (see the README)",
     }
     FusionDetector(models, provenance, target_fpr).save(output)
     return {kind: {"cues": m.cues, **m.metrics, "threshold": m.threshold} for kind, m in models.items()}

@@ -1,0 +1,75 @@
+"""The cue-fusion detector that ships inside the package: what it records, and what `check` does with it."""
+
+from __future__ import annotations
+
+import pytest
+
+from deepscan.model.fusion import DEFAULT_PATH, FusionDetector
+from tests.conftest import SHARED
+
+pytestmark = pytest.mark.skipif(not DEFAULT_PATH.is_file(), reason="no default detector in this installation")
+
+
+@pytest.fixture(scope="module")
+def shipped() -> FusionDetector:
+    return FusionDetector.load(DEFAULT_PATH)
+
+
+def test_it_records_its_training_files_licences_and_out_of_fold_metrics(shipped):
+    files = shipped.provenance["files"]
+    assert len(files) >= 100 and all(len(f["sha256"]) == 64 and f["licence"] is not None for f in files)
+    assert shipped.provenance["licences"] and "harvest" in shipped.provenance["trained_on"]
+    assert shipped.kinds, "no media kind has a model"
+    for kind, model in shipped.kinds.items():
+        m = model.metrics
+        assert m["auc"] >= 0.6 and m["n_real"] >= 10 and m["n_fake"] >= 10, kind
+        assert m["ece"] < 0.1, f"{kind}: out-of-fold ECE {m['ece']:.3f}"  # calibrated on held-out folds
+        assert m["fpr"] <= shipped.target_fpr + 1e-9  # the threshold keeps to the stated false positive rate
+        assert 0.0 < model.threshold < 1.0 and set(model.cues) <= set(m["candidates"][m["cue_set"]]["cues"])
+
+
+def test_the_realworld_yardstick_is_not_among_its_training_files(shipped):
+    from deepscan.evaluation import read_manifest
+
+    manifest = None if SHARED is None else SHARED / "realworld" / "MANIFEST.tsv"
+    if manifest is None or not manifest.is_file():
+        pytest.skip("../shared/realworld is not present")
+    scored = {f.sha256 for f in read_manifest(manifest)}
+    trained = {f["sha256"] for f in shipped.provenance["files"]}
+    assert scored and not scored & trained
+
+
+def test_the_summary_names_its_cues_and_real_media_aucs(shipped):
+    line = shipped.summary()
+    assert line.startswith("cue fusion of ")
+    for kind, measured in (shipped.provenance.get("real_media") or {}).items():
+        assert f"{kind} {measured['auc']:.2f}" in line
+
+
+def test_check_with_no_flags_gives_every_sample_a_verdict_in_80_columns(tmp_path, monkeypatch):
+    """The README's main command: `DEEPSCAN_MODELS_DIR=../shared/models deepscan check ../shared/samples`."""
+    import os
+
+    from typer.testing import CliRunner
+
+    from deepscan.cli import app
+    from tests.conftest import MODELS, SAMPLES, media_files
+
+    if SAMPLES is None or MODELS is None:
+        pytest.skip("../shared/samples and ../shared/models are not present")
+    monkeypatch.setenv("DEEPSCAN_MODELS_DIR", str(MODELS))
+    monkeypatch.setenv("DEEPSCAN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.delenv("DEEPSCAN_DETECTOR", raising=False)
+    result = CliRunner().invoke(app, ["check", str(SAMPLES)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    names = [os.path.basename(p) for p in media_files(SAMPLES)]
+    rows = [line for line in lines if line.split() and line.split()[0][:12] in {n[:12] for n in names}]
+    assert len(rows) == len(names), result.output
+    for row in rows:
+        assert row.split()[1] in ("fake", "real", "unknown"), row
+    text = " ".join(result.output.split())
+    assert "detector: cue fusion of" in text and "DEMO" not in text
+    assert f"{len(names)} files" in text and "0 errors" in text
