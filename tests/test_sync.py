@@ -315,3 +315,19 @@ def test_real_mpeg4_talking_face_within_100ms(samples_dir, real_results):
 def test_real_vfr_talking_face_within_100ms(samples_dir, real_results):
     est, _ = real_estimate(samples_dir, REAL[1], real_results)
     assert abs(est.lag_ms) <= 100.0
+
+
+def test_av_offset_pseudo_fake_moves_the_measured_lag(synth_clips, synth_results, tmp_path):
+    """The fusion's audio-visual offset pseudo-fake (a remux with the audio moved) is measured as moved."""
+    import av
+
+    from deepscan.training.fusion import av_offset_copy
+
+    copy = av_offset_copy(synth_clips[0.0], tmp_path / "moved.mp4", 0.2)
+    with av.open(str(synth_clips[0.0])) as a, av.open(str(copy)) as b:
+        assert b.streams.video[0].frames == a.streams.video[0].frames  # the frames are copied, not re-encoded
+        assert b.streams.audio[0].codec_context.name == a.streams.audio[0].codec_context.name
+    est, _ = scan_sync(copy)
+    assert abs(est.lag_ms - (synth_results[0.0][0].lag_ms + 200.0)) <= FRAME_INTERVAL_MS, est.lag_ms
+    with pytest.raises(ValueError, match="video and an audio stream"):
+        av_offset_copy(synth.write_image(tmp_path / "still.png", seed=1), tmp_path / "x.png", 0.2)

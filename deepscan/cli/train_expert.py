@@ -61,6 +61,9 @@ def train_fusion(
     seed: int = typer.Option(0, "--seed", help="Seed of the subsample and the folds."),
     records: Optional[Path] = typer.Option(
         None, "--records", help="JSON Lines of the scanned cues: reused where present, appended to (resumable)."),
+    pseudo_fakes: bool = typer.Option(
+        True, "--pseudo-fakes/--no-pseudo-fakes",
+        help="Add audio-visual offset copies (audio moved +-0.4 s) of the real videos with sound as fakes."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Train the cue-fusion detector (the one deepscan ships) on the harvest; never on ../realworld."""
@@ -71,7 +74,7 @@ def train_fusion(
         raise typer.Exit(EXIT_USAGE)
     try:
         metrics = train(data, output, models_dir=models_dir, seed=seed, extra_roots=extra_root or (), quiet=quiet,
-                        records_path=records)
+                        records_path=records, pseudo_fakes=pseudo_fakes)
     except (DeepscanError, ValueError, OSError) as error:
         stderr.print(f"[red]error:[/] {error}")
         raise typer.Exit(EXIT_USAGE)

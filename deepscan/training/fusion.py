@@ -31,7 +31,7 @@ import numpy as np
 from deepscan.evaluation import LabelledFile, read_manifest
 from deepscan.model.fusion import FusionDetector, KindModel, cue_features
 
-__all__ = ["page_weights", "CANDIDATES", "harvest_files", "sample_files", "rows_from_records", "learned_training_files", "stamp_real_media", "fit_fusion", "fit_and_save", "train", "LEARNED_CUES",
+__all__ = ["page_weights", "CANDIDATES", "harvest_files", "sample_files", "rows_from_records", "learned_training_files", "stamp_real_media", "av_offset_copy", "av_offset_pseudo_fakes", "fit_fusion", "fit_and_save", "train", "LEARNED_CUES",
            "FOLDS", "TARGET_FPR", "PER_KIND"]
 
 FOLDS = 5
@@ -285,6 +285,110 @@ def fit_fusion(rows: list[tuple[LabelledFile, dict, str]], seed: int = 0, folds:
 
 
 PER_KIND = {"audio": 240, "image": 240, "video": 120}  # files per kind the shipped fusion learned from
+AV_OFFSETS_S = (-0.4, 0.4)  # audio shifts of the audio-visual offset pseudo-fakes, seconds (+: audio late)
+
+
+def av_offset_copy(source: str | os.PathLike, target: str | os.PathLike, offset_s: float) -> Path:
+    """Write a copy of a video whose audio is shifted against its frames: an audio-visual offset pseudo-fake.
+
+    Packets are copied, not re-encoded (PyAV remux): the frames and the voice are the source's, only
+    the audio timestamps move by ``offset_s``; audio packets pushed before 0 are dropped. Lip-sync
+    fakes that replace a mouth or a voice break the same correspondence between mouth motion and
+    speech that the ``av_sync`` cue measures (pseudo-fakes as in Chugh et al., "Not made for each
+    other", ACM MM 2020, who train on such offsets).
+
+    Parameters
+    ----------
+    source : path
+        A video with a video and an audio stream.
+    target : path
+        The copy to write (same container format as its suffix says).
+    offset_s : float
+        Seconds the audio is moved; positive: it plays later than the frames.
+
+    Returns
+    -------
+    Path
+        ``target``.
+
+    Raises
+    ------
+    ValueError
+        If the source has no video or no audio stream.
+    av.error.FFmpegError
+        If the source cannot be read or the target written.
+    """
+    import av
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(source)) as inp:
+        if not inp.streams.video or not inp.streams.audio:
+            raise ValueError(f"{source}: needs a video and an audio stream")
+        vin, ain = inp.streams.video[0], inp.streams.audio[0]
+        with av.open(str(target), "w") as out:
+            vout = out.add_stream_from_template(vin)
+            aout = out.add_stream_from_template(ain)
+            shift = int(round(offset_s / float(ain.time_base)))
+            for packet in inp.demux(vin, ain):
+                if packet.dts is None:
+                    continue  # the demuxer's flush packet
+                if packet.stream is ain:
+                    packet.pts = None if packet.pts is None else packet.pts + shift
+                    packet.dts += shift
+                    if packet.dts < 0 or (packet.pts is not None and packet.pts < 0):
+                        continue
+                    packet.stream = aout
+                else:
+                    packet.stream = vout
+                out.mux(packet)
+    return target
+
+
+def av_offset_pseudo_fakes(files: list[LabelledFile], folder: str | os.PathLike,
+                           offsets: tuple = AV_OFFSETS_S) -> list[tuple[LabelledFile, str]]:
+    """Audio-visual offset pseudo-fakes of the real videos with sound among ``files``.
+
+    Parameters
+    ----------
+    files : list of LabelledFile
+        The sample; its real videos with an audio stream are copied once per offset.
+    folder : path
+        Where the copies go (``<source stem>.offset<+-ms>.<suffix>``); existing copies are reused.
+    offsets : tuple of float
+        Audio shifts in seconds (:func:`av_offset_copy`).
+
+    Returns
+    -------
+    list of (LabelledFile, str)
+        Each copy, labelled fake with its source's page, pair and licence, and its source's SHA-256.
+    """
+    import hashlib
+
+    from deepscan.media import probe
+
+    out = []
+    for f in files:
+        if f.kind != "video" or f.label != 0:
+            continue
+        try:
+            info = probe(f.path)
+        except Exception:  # noqa: BLE001 - an unreadable source makes no pseudo-fake; the scan reports it
+            continue
+        if not info.has_audio or not info.has_video:
+            continue
+        for offset in offsets:
+            target = Path(folder) / f"{f.path.stem}.offset{int(round(offset * 1000)):+d}ms{f.path.suffix}"
+            if not target.is_file():
+                try:
+                    av_offset_copy(f.path, target, offset)
+                except Exception:  # noqa: BLE001 - a container PyAV cannot remux: no copy
+                    target.unlink(missing_ok=True)
+                    continue
+            sha = hashlib.sha256(target.read_bytes()).hexdigest()
+            out.append((LabelledFile(target, "video", 1, f"pseudo-fake: audio shifted {offset:+.1f} s",
+                                     "pseudo-fake: audio-visual offset", f.group, f.pair, sha, f.licence), f.sha256))
+    return out
 ALL_CUES = "auto"
 
 
@@ -361,7 +465,7 @@ def rows_from_records(records: list[dict], overrides: dict, trained_on: dict | N
         if rec.get("status", "ok") != "ok" or rec.get("label") is None:
             continue
         cues = {n: dict(c) for n, c in (rec.get("cues") or {}).items()}
-        sha = rec.get("sha256")
+        sha = rec.get("source_sha256") or rec.get("sha256")  # a pseudo-fake shows its source's frames and voice
         for cue in LEARNED_CUES:
             seen = trained_on.get(cue)
             if seen is not None and sha not in seen:
@@ -421,7 +525,7 @@ def fit_and_save(rows, output, seed: int = 0, target_fpr: float = TARGET_FPR, so
 
 def train(harvest_root, output, models_dir=None, seed: int = 0, extra_roots=(), workers=None, quiet: bool = False,
           target_fpr: float = TARGET_FPR, per_kind: dict | None = None, experts: str = ALL_CUES,
-          records_path: str | os.PathLike | None = None) -> dict:
+          records_path: str | os.PathLike | None = None, pseudo_fakes: bool = True) -> dict:
     """Scan a seeded subsample of the harvest, fit the cue fusion per kind and write the checkpoint.
 
     Parameters
@@ -450,6 +554,9 @@ def train(harvest_root, output, models_dir=None, seed: int = 0, extra_roots=(), 
     records_path : path, optional
         JSON Lines of scanned records: read where present (files already there are not scanned again)
         and appended to, so that an interrupted run resumes.
+    pseudo_fakes : bool
+        Add audio-visual offset copies of the sample's real videos with sound
+        (:func:`av_offset_pseudo_fakes`), kept beside ``records_path`` (``<records>.pseudo/``).
 
     Returns
     -------
@@ -466,6 +573,12 @@ def train(harvest_root, output, models_dir=None, seed: int = 0, extra_roots=(), 
     from deepscan.scanner import Scanner
 
     files = sample_files(harvest_files(harvest_root, extra_roots), per_kind or PER_KIND, seed)
+    sources: dict = {}
+    if pseudo_fakes:
+        folder = Path(str(records_path) + ".pseudo") if records_path is not None else Path(tempfile.mkdtemp())
+        for fake, source_sha in av_offset_pseudo_fakes(files, folder):
+            files.append(fake)
+            sources[str(fake.path)] = source_sha
     by_path = {str(f.path): f for f in files}
     records = []
     if records_path is not None and Path(records_path).is_file():
@@ -489,6 +602,8 @@ def train(harvest_root, output, models_dir=None, seed: int = 0, extra_roots=(), 
                         rec = {"path": result.path, "status": result.status, "kind": result.media.get("kind"),
                                "cues": result.cues, "label": f.label, "sha256": f.sha256, "system": f.system,
                                "group": f.group, "pair": f.pair, "method": f.method, "licence": f.licence}
+                        if result.path in sources:
+                            rec["source_sha256"] = sources[result.path]
                         records.append(rec)
                         if sink is not None:
                             sink.write(json.dumps(rec) + "\n")
