@@ -164,3 +164,18 @@ def test_fusion_picks_the_informative_cue_on_held_out_pages():
     weight = dict(zip(model.cues, model.coef[0::2]))
     assert weight["generated_image"] > 3 * abs(weight.get("meso4", 0.0))
     assert not model.coef[1::2].any()  # presence flags carry no weight
+
+
+def test_html_provenance_names_each_kinds_cue_set_not_the_alternatives(tmp_path):
+    from deepscan.results import ScanResult
+    from deepscan.writers import render_html
+
+    metrics = {"auc": 0.73, "ece": 0.06, "n_real": 120, "n_fake": 120, "cue_set": "all cues",
+               "candidates": {"learned cues": {"cues": ["synthetic_speech"], "auc": 0.717}}}
+    detector = FusionDetector({"audio": KindModel(["aasist", "synthetic_speech"], np.zeros(4), 0.0, 0.6, metrics)},
+                              {"trained_on": "harvest"})
+    result = ScanResult(path=str(tmp_path / "a.wav"), status="ok", verdict="real", p_fake=0.2, threshold=0.6,
+                        detector=detector.describe())
+    html = render_html([result])
+    assert "audio (all cues)" in html and "0.730" in html
+    assert "candidates" not in html and "learned cues" not in html

@@ -393,12 +393,15 @@ def _metric_rows(value) -> list:
             n = item.get("n")
             if not _is_count(n) and _is_count(item.get("n_real")) and _is_count(item.get("n_fake")):
                 n = item["n_real"] + item["n_fake"]
-            rows.append({"label": _label(path), "n": n if _is_count(n) else None, "values": found,
+            label = _label(path)
+            if isinstance(item.get("cue_set"), str):  # a cue-fusion kind: which cues it fuses
+                label = f"{label} ({item['cue_set']})" if label else item["cue_set"]
+            rows.append({"label": label, "n": n if _is_count(n) else None, "values": found,
                          "interval": ((item.get("auc_lo"), item.get("auc_hi"))
                                       if isinstance(item.get("auc_lo"), float) and isinstance(item.get("auc_hi"), float)
                                       else None)})
         for key, sub in item.items():
-            if isinstance(sub, dict) and key not in ("confusion",):
+            if isinstance(sub, dict) and key not in ("confusion", "candidates"):  # the alternatives it was chosen among
                 walk(sub, path + [key], depth + 1)
 
     walk(value, [], 0)
