@@ -168,7 +168,7 @@ def test_fusion_picks_the_informative_cue_on_held_out_pages():
 
 def test_html_provenance_names_each_kinds_cue_set_not_the_alternatives(tmp_path):
     from deepscan.results import ScanResult
-    from deepscan.writers import render_html
+    from deepscan.writers.html import render_html
 
     metrics = {"auc": 0.73, "ece": 0.06, "n_real": 120, "n_fake": 120, "cue_set": "all cues",
                "candidates": {"learned cues": {"cues": ["synthetic_speech"], "auc": 0.717}}}
