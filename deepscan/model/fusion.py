@@ -156,6 +156,9 @@ class FusionDetector:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(meta, default=_json_default)})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(path, 0o666 & ~umask)  # readable as any file the user writes (the writer makes it 0600)
         return path
 
     @classmethod
