@@ -300,15 +300,10 @@ def markdown(report: dict) -> str:
 
 
 def write_benchmarks(report: dict, path: Path = BENCHMARKS) -> None:
-    """Replace (or append) the scan section of BENCHMARKS.md, leaving other sections alone."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    section = markdown(report)
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text, encoding="utf-8")
+    """Replace this bench's section of BENCHMARKS.md (:func:`bench.sections.write_section`)."""
+    from bench.sections import write_section
+
+    write_section("scan", markdown(report), path=path)
 
 
 def main(argv=None) -> None:

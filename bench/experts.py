@@ -194,13 +194,10 @@ def experts_path_ratio(report: dict) -> dict | None:
 
 
 def write_benchmarks(text: str, path: Path = BENCHMARKS) -> None:
-    content = path.read_text()
-    block = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in content:
-        content = content[:content.index(BEGIN)] + block + content[content.index(END) + len(END):]
-    else:
-        content = content.rstrip() + "\n\n## Experts: cost per media-second (`python -m bench.experts`)\n\n" + block + "\n"
-    path.write_text(content)
+    """Replace this bench's section of BENCHMARKS.md (:func:`bench.sections.write_section`)."""
+    from bench.sections import write_section
+
+    write_section("experts", text, heading='## Experts: cost per media-second (`python -m bench.experts`)', path=path)
 
 
 def main(argv=None) -> None:

@@ -149,13 +149,10 @@ def markdown(report: dict) -> str:
 
 
 def write_benchmarks(text: str, path: Path = BENCHMARKS) -> None:
-    content = path.read_text()
-    block = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in content:
-        content = content[:content.index(BEGIN)] + block + content[content.index(END) + len(END):]
-    else:
-        content = content.rstrip() + "\n\n## Detection on real media (`python -m bench.quality`)\n\n" + block + "\n"
-    path.write_text(content)
+    """Replace this bench's section of BENCHMARKS.md (:func:`bench.sections.write_section`)."""
+    from bench.sections import write_section
+
+    write_section("quality", text, heading='## Detection on real media (`python -m bench.quality`)', path=path)
 
 
 def main(argv=None) -> None:
