@@ -147,6 +147,12 @@ class CheckpointMismatchError(CheckpointError):
     reason = "checkpoint does not match encoders"
 
 
+class EncodingError(DeepscanError):
+    """An encoder failed on a file's window (an unexpected error inside CLIP, wav2vec2 or the video encoder)."""
+
+    reason = "encoder failed"
+
+
 class DetectorNotConfiguredError(DeepscanError):
     """No detector checkpoint was given or configured; deepscan will not invent a verdict."""
 

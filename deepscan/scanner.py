@@ -33,7 +33,7 @@ import torch
 
 from deepscan.aggregate import FileState, build_fusion_result, build_result, describe_detector
 from deepscan.cache import FeatureCache, cache_key, file_sha256
-from deepscan.errors import DeepscanError, DetectorNotConfiguredError, MediaDecodeError
+from deepscan.errors import DeepscanError, DetectorNotConfiguredError, EncodingError, MediaDecodeError
 from deepscan.faces import FaceCropper, FaceDetectorConfig
 from deepscan.media import DEFAULT_LIMITS, VISUAL_FPS, WINDOW_SECONDS, MediaInfo, MediaLimits, iter_media_files, probe
 from deepscan.results import MODALITIES, ScanResult, WindowScore, logit_to_p
@@ -516,13 +516,16 @@ class Scanner:
         try:
             features = (self.extractors.encode_many(items) if self.extractors is not None
                         else [Features() for _ in items])  # cue fusion: the experts' evidence is all it needs
-        except DeepscanError:
+        except Exception:  # noqa: BLE001 - one bad window must not end the batch: retried alone below
             features = []
             for (state, _), item in zip(batch, items):  # isolate the window that failed
                 try:
                     features.append(self.extractors.encode_many([item])[0])
                 except DeepscanError as error:
                     state.error = state.error or error
+                    features.append(None)
+                except Exception as error:  # noqa: BLE001 - reported as the file's error, the scan goes on
+                    state.error = state.error or EncodingError(f"{type(error).__name__}: {error}", state.path)
                     features.append(None)
         kept = []
         for (state, pw), f in zip(batch, features):

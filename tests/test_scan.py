@@ -140,3 +140,25 @@ def test_check_over_shared_cases_and_samples(scanner, cases_dir, samples_dir):
     assert results[str(cases_dir / "no_face_with_audio.mp4")].modalities["audio"]["present"]
     assert results[str(cases_dir / "no_audio_stream.mp4")].modalities["audio"]["reason"] == "no audio stream"
     assert not results[str(cases_dir / "audio_only.mp4")].modalities["image"]["present"]
+
+
+def test_an_encoder_crash_on_one_window_fails_that_file_only(detector, media, monkeypatch):
+    """An unexpected error inside an encoder is the file's typed error; the other files are scored."""
+    scanner = Scanner(detector=detector, encoders="debug", precision="fp32", workers=0, cache=False, experts="none")
+    real = scanner.extractors.encode_many
+
+    def flaky(items):
+        if any(waveform is not None and len(waveform) == len(poison) and np.array_equal(waveform, poison)
+               for _, _, waveform, _ in items):
+            raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+        return real(items)
+
+    from deepscan.media import iter_windows
+
+    first = next(iter_windows(media / "voice.wav"))
+    poison = np.asarray(first.waveform)
+    monkeypatch.setattr(scanner.extractors, "encode_many", flaky)
+    results = {r.path.rsplit("/", 1)[-1]: r for r in scanner.scan([media])}
+    assert results["voice.wav"].status == "error" and results["voice.wav"].reason == "encoder failed"
+    assert "RuntimeError: mat1 and mat2" in results["voice.wav"].media["error"]
+    assert results["talk.mp4"].status == "ok" and results["face.png"].status == "ok"
