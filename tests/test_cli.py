@@ -51,6 +51,32 @@ def test_probe_json_one_object_per_file(media):
     assert result.exit_code == EXIT_FILE_ERRORS
 
 
+def test_probe_table_fits_80_columns_with_a_row_per_file(tmp_path, monkeypatch):
+    from rich.cells import cell_len
+
+    folder = tmp_path / "interviews from the second camera, raw"
+    folder.mkdir()
+    names = ["speaker_interview_take_03_final_FINAL_v2_export_from_the_field.mp4", "b.png", "broken.mp4"]
+    synth.write_clip(folder / names[0], duration_s=2.0, seed=1)
+    synth.write_image(folder / names[1], seed=2)
+    (folder / names[2]).write_bytes(b"")
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["probe", str(folder)])
+    assert result.exit_code == EXIT_FILE_ERRORS
+    lines = result.output.splitlines()
+    assert max(cell_len(line) for line in lines) <= 80, result.output
+    assert lines[0].startswith("deepscan probe") and "interviews from the second camera, raw" in lines[0]
+    rows = [line.split() for line in lines if line.split() and line.split()[0].endswith((".mp4", ".png"))]
+    assert len(rows) == 3, result.output  # one line each: a long name is cut in the middle, not wrapped
+    by_name = {row[0]: row for row in rows}
+    (long_name,) = [n for n in by_name if "…" in n]
+    head, tail = long_name.split("…")
+    assert names[0].startswith(head) and names[0].endswith(tail)
+    assert by_name[long_name][1:3] == ["video", "2.0"] and "320x240" in by_name[long_name]
+    assert by_name["b.png"][1] == "image" and by_name["broken.mp4"][1] == "error" and "empty file" in result.output
+
+
 def test_check_without_detector_explains_what_to_do(media, monkeypatch, tmp_path):
     monkeypatch.delenv("DEEPSCAN_DETECTOR", raising=False)
     monkeypatch.setattr("deepscan.model.fusion.DEFAULT_PATH", tmp_path / "not-shipped.safetensors")

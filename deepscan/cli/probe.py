@@ -62,7 +62,7 @@ def probe(
         unreadable.append({**dict.fromkeys(PROBE_FIELDS), "path": str(path), "status": "error",
                            "reason": error.reason, "message": error.message})
 
-    console = Console(soft_wrap=True)
+    console = Console()
     for path in iter_media_files(paths, recursive=recursive, on_error=on_error):
         while unreadable:
             records.append(unreadable.pop(0))
@@ -73,7 +73,7 @@ def probe(
         records.append(record)
         _emit(record, output_format)
     if output_format == "table":
-        console.print(_table(records))
+        console.print(_table(records, width=console.width))
     raise typer.Exit(EXIT_FILE_ERRORS if any(r["status"] == "error" for r in records) else EXIT_OK)
 
 
@@ -82,18 +82,69 @@ def _emit(record: dict, output_format: str) -> None:
         typer.echo(json_dumps(record))  # one line per file whatever its name holds
 
 
-def _table(records: list[dict]) -> Table:
-    table = Table(title="deepscan probe")
-    table.add_column("file", overflow="fold", ratio=3)
-    for column in ("kind", "duration", "size", "fps", "audio", "rotation", "status"):
-        table.add_column(column, no_wrap=True)
+def _audio_cell(r: dict) -> str:
+    if not r["has_audio"]:
+        return "none"
+    rate = r["audio_sample_rate"] or 0
+    khz = f"{rate / 1000:g}k" if rate else "?"
+    return f"{khz}x{r['audio_channels']}"
+
+
+def _table(records: list[dict], width: int = 80, cwd: str | None = None) -> Table:
+    """The probe table: names from the scanned folder (cut in the middle when long), compact columns.
+
+    Parameters
+    ----------
+    records : list of dict
+        :func:`probe_record` results.
+    width : int
+        Terminal cells available.
+    cwd : str, optional
+        The working directory (default: :func:`os.getcwd`).
+
+    Returns
+    -------
+    rich.table.Table
+    """
+    import os
+
+    from rich import box
+    from rich.cells import cell_len
+
+    from deepscan.writers.paths import display_root, middle_ellipsis, relative_to, shown_folder
+    from deepscan.writers.safe import terminal_text
+
+    cwd = cwd or os.getcwd()
+    root = display_root([r["path"] for r in records], cwd=cwd, prefer_cwd=False)
+    title = "deepscan probe"
+    if root is not None and os.path.abspath(root) != os.path.abspath(cwd):
+        title += f" · in {terminal_text(shown_folder(root, cwd))}{os.sep}"
+    rows, notes = [], []
     for r in records:
+        name = terminal_text(relative_to(r["path"], root))
         if r["status"] != "ok":
-            table.add_row(rich_text(r["path"]), "", "", "", "", "", "", rich_text(r["reason"], style="red"))
+            rows.append([name, "error", "", "", "", "", ""])
+            notes.append(r["reason"] + (f": {r['message']}" if r.get("message") else ""))
             continue
-        size = f"{r['width']}x{r['height']}" if r["width"] else ""
-        audio = f"{r['audio_sample_rate']} Hz x{r['audio_channels']}" if r["has_audio"] else "none"
-        duration = f"{r['duration_s']:.2f} s" if r["duration_s"] is not None else "?"
-        fps = f"{r['fps']:.2f}" if r["fps"] else ""
-        table.add_row(rich_text(r["path"]), r["kind"], duration, size, fps, audio, f"{r['rotation']}°", "ok")
+        duration = "" if r["kind"] == "image" else f"{r['duration_s']:.1f} s" if r["duration_s"] is not None else "?"
+        rows.append([name, r["kind"] or "", duration,
+                     f"{r['width']}x{r['height']}" if r["width"] else "", f"{r['fps']:.3g}" if r["fps"] else "",
+                     _audio_cell(r), f"{r['rotation']}°" if r.get("rotation") else ""])
+        notes.append(None)
+    headers = ["file", "kind", "duration", "size", "fps", "audio", "rotation"]
+    if not any(row[6] for row in rows):  # no rotated file: no column
+        headers, rows = headers[:6], [row[:6] for row in rows]
+    widths = [max(cell_len(h), *(cell_len(str(row[i])) for row in rows)) for i, h in enumerate(headers)]
+    fixed = sum(w + 1 for w in widths[1:])  # each column and the divider (a space) before it
+    file_width = max(12, min(widths[0], width - fixed))
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=0,
+                  title_justify="left", expand=False)
+    table.add_column("file", width=file_width, overflow="fold")
+    for header, w in zip(headers[1:], widths[1:]):
+        table.add_column(header, no_wrap=True, min_width=w)
+    for row, note in zip(rows, notes):
+        cell = rich_text(middle_ellipsis(row[0], file_width))
+        if note:
+            cell.append("\n" + terminal_text(note), style="red")
+        table.add_row(cell, *(rich_text(c, style="red") if c == "error" else c for c in row[1:]))
     return table
