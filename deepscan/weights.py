@@ -28,7 +28,7 @@ from pathlib import Path
 
 from deepscan.errors import ChecksumMismatchError, DownloadError, ModelLoadingError
 
-__all__ = [
+__all__ = ["packaged_models", 
     "MODELS",
     "ModelEntry",
     "MODELS_DIR_ENV",
@@ -415,4 +415,45 @@ def list_models(models_dir_: str | os.PathLike | None = None) -> list[dict]:
             modality = next(m for m, hub_id in DEFAULT_ENCODERS.items() if hub_id == entry.filename)
             location = cached_location(EncoderSpec(modality, entry.filename))
         rows.append({**entry.to_dict(), "present": location is not None, "location": location})
+    return rows
+
+
+PACKAGED_DETECTS = {
+    "synthetic_speech": ("learned expert", "synthetic vs real speech from LFCC statistics of 4 s windows"),
+    "generated_image": ("learned expert", "GAN and diffusion images from the radial spectrum of image patches"),
+    "face_forgery": ("learned expert", "manipulated faces (swaps, reenactment) in face crops"),
+}
+
+
+def packaged_models() -> list[dict]:
+    """The weights that ship inside the package (the learned experts and the default detector), as rows.
+
+    They need no download: their files are part of deepscan. Rows have the keys of
+    :func:`list_models` (``name``, ``kind``, ``filename``, ``url``, ``sha256``, ``size``, ``licence``,
+    ``detects``, ``trained_on``, ``published``, ``present``, ``location``).
+
+    Returns
+    -------
+    list of dict
+        One row per packaged file that exists in this installation.
+    """
+    import hashlib
+
+    from deepscan.experts.runner import LEARNED, PACKAGED_WEIGHTS
+    from deepscan.model.fusion import DEFAULT_PATH
+
+    files = [(cue, *PACKAGED_DETECTS.get(cue, ("learned expert", cue)), Path(PACKAGED_WEIGHTS) / LEARNED[cue][2],
+              f"docs/model-cards/{cue}.md") for cue in LEARNED]
+    files.append(("default detector", "detector", "fused verdict per media kind from the experts' cues", DEFAULT_PATH,
+                  "README: The detector that ships"))
+    rows = []
+    for name, kind, detects, path, card in files:
+        if not Path(path).is_file():
+            continue
+        data = Path(path).read_bytes()
+        rows.append({"name": name, "kind": kind, "filename": Path(path).name, "url": card,
+                     "sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
+                     "licence": "as deepscan", "detects": detects,
+                     "trained_on": "../shared/harvest (public generators' output and real media)",
+                     "published": card, "present": True, "location": str(path)})
     return rows

@@ -136,8 +136,19 @@ def test_models_list_reports_offline_state(monkeypatch, tmp_path):
     monkeypatch.delenv("DEEPSCAN_MODELS_DIR", raising=False)
     result = runner.invoke(app, ["models", "list", "--format", "json"])
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    assert {r["kind"] for r in rows} == {"encoder", "expert", "face detector"}
-    assert all(r["present"] is False for r in rows)
+    fetched = [r for r in rows if r["kind"] in ("encoder", "expert", "face detector")]
+    assert {r["kind"] for r in fetched} == {"encoder", "expert", "face detector"}
+    assert all(r["present"] is False for r in fetched)
+    shipped = {r["name"]: r for r in rows if r not in fetched}  # inside the package: always here
+    assert {"synthetic_speech", "generated_image", "face_forgery"} <= set(shipped)
+    assert all(r["present"] and len(r["sha256"]) == 64 for r in shipped.values())
+    result = runner.invoke(app, ["models", "list"], env={"COLUMNS": "80", "HF_HUB_OFFLINE": "1"})
+    from rich.cells import cell_len
+
+    assert max(cell_len(line) for line in result.stdout.splitlines()) <= 80, result.stdout
+    starts = [line.split()[0] for line in result.stdout.splitlines() if line.split()]
+    assert {"aasist", "meso4-df", "yunet", "wav2vec2-base", "synthetic_speech", "face_forgery"} <= set(starts)
+    assert "not fetched" in result.output  # offline: it says so instead of promising a download
     result = runner.invoke(app, ["models", "download"])
     assert result.exit_code == EXIT_MODEL_ERROR and "HF_HUB_OFFLINE" in result.output
 

@@ -35,25 +35,48 @@ def list_command(
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help=MODELS_DIR_HELP),
     output_format: str = typer.Option("table", "--format", "-f", help="table or json (one object per line)."),
 ) -> None:
-    """Show every model (encoders, experts, face detector): licence, source, size, and whether it is here."""
-    from deepscan.weights import list_models
+    """Show every model (encoders, experts, face detector, the weights that ship): licence, size, whether it is here."""
+    from deepscan.hub import is_offline
+    from deepscan.weights import list_models, packaged_models
 
-    rows = list_models(models_dir)
+    rows = list_models(models_dir) + packaged_models()
     if output_format == "json":
         for row in rows:
             typer.echo(json.dumps(row))
         raise typer.Exit(EXIT_OK)
-    table = Table(title="deepscan models")
-    for column in ("name", "kind", "licence", "size", "present", "detects / trained on"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        present = "[green]yes[/]" if row["present"] else "[red]no[/]"
-        table.add_row(row["name"], row["kind"], row["licence"], _size(row), present,
-                      f"{row['detects']}; trained on {row['trained_on']}\n[dim]{row['url']}[/]")
-    Console().print(table)
+    console = Console()
+    console.print(_models_table(rows, console.width))
     if not all(row["present"] for row in rows):
-        stderr.print("missing models are fetched on first use, or now with `deepscan models download [NAME...]`")
+        if is_offline():
+            stderr.print("offline (HF_HUB_OFFLINE or DEEPSCAN_OFFLINE is set): missing models are not fetched; "
+                         "copy them into --models-dir, or run `deepscan models download` where there is a network")
+        else:
+            stderr.print("missing models are fetched on first use, or now with `deepscan models download [NAME...]`")
     raise typer.Exit(EXIT_OK)
+
+
+def _models_table(rows: list[dict], width: int = 80) -> Table:
+    """One line per model (name, kind, licence, size, here), with what it detects and its training data under it."""
+    from rich import box
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    headers = ["model", "kind", "licence", "size", "here"]
+    cells = [[r["name"], r["kind"], r["licence"] if cell_len(r["licence"]) <= 16 else "see JSON", _size(r),
+              "yes" if r["present"] else "no"] for r in rows]
+    widths = [max(cell_len(h), *(cell_len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    name_width = max(24, width - sum(w + 1 for w in widths[1:]))
+    table = Table(title="deepscan models", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=0,
+                  title_justify="left", expand=False)
+    table.add_column("model", width=name_width, overflow="fold")
+    for header, w in zip(headers[1:], widths[1:]):
+        table.add_column(header, no_wrap=True, min_width=w)
+    for row, c in zip(rows, cells):
+        name = Text(c[0])
+        name.append(f"\n{row['detects']}; trained on {row['trained_on']}", style="dim")
+        here = Text(c[4], style="green" if row["present"] else "red")
+        table.add_row(name, c[1], c[2], c[3], here)
+    return table
 
 
 @app.command("download")
