@@ -43,7 +43,7 @@ def test_the_summary_names_its_cues_and_real_media_aucs(shipped):
     line = shipped.summary()
     assert line.startswith("cue fusion of ")
     for kind, measured in (shipped.provenance.get("real_media") or {}).items():
-        assert f"{kind} {measured['auc']:.2f}" in line
+        assert f"{kind} {measured['auc']:.3f}" in line
 
 
 def test_check_with_no_flags_gives_every_sample_a_verdict_in_80_columns(tmp_path, monkeypatch):

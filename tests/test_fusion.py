@@ -104,17 +104,17 @@ def test_summary_says_what_the_detector_knows_and_the_table_prints_it(tmp_path):
               "video": KindModel(["av_sync"], np.zeros(2), 0.0, 0.4, {"auc": 0.77})}
     untested = FusionDetector(models, {"limits": "weak on zero-shot TTS"})
     line = untested.summary()
-    assert "out-of-fold AUC on its training data: audio 0.81, video 0.77" in line
+    assert "out-of-fold AUC on its training data: audio 0.810, video 0.770" in line
     assert "no model for image (verdict unknown)" in line and line.endswith("weak on zero-shot TTS")
     tested = FusionDetector(models, {"real_media": {"audio": {"auc": 0.712}, "video": {"auc": 0.9}}})
-    assert "AUC on real media, never trained on: audio 0.71, video 0.90" in tested.summary()
+    assert "AUC on real media (never trained on): audio 0.712, video 0.900" in tested.summary()
     result = ScanResult(path=str(tmp_path / "a.wav"), status="ok", verdict="real", p_fake=0.1, threshold=0.6,
                         detector=tested.describe())
     console = Console(width=80, record=True, file=io.StringIO(), color_system=None)
     console.print(render_table([result], cwd=str(tmp_path)))
     text = " ".join(console.export_text().split())
     assert "detector: cue fusion of aasist, av_sync, synthetic_speech per media kind" in text
-    assert "audio 0.71, video 0.90" in text
+    assert "audio 0.712, video 0.900" in text
 
 
 def test_stamp_real_media_records_only_an_evaluation_of_the_same_file(tmp_path):
@@ -132,7 +132,7 @@ def test_stamp_real_media_records_only_an_evaluation_of_the_same_file(tmp_path):
     assert recorded["audio"]["auc"] == 0.712 and after.provenance["real_media"]["audio"]["ci95"] == [0.61, 0.8]
     assert after.sha256 != before.sha256 and after.provenance["real_media_measured_on_sha256"] == before.sha256
     assert np.array_equal(after.kinds["audio"].coef, before.kinds["audio"].coef)  # the model itself is untouched
-    assert "AUC on real media (../shared/realworld), never trained on: audio 0.71" in after.summary()
+    assert "AUC on real media (../shared/realworld, never trained on): audio 0.712" in after.summary()
 
 
 def test_page_weights_balance_classes_and_pages():

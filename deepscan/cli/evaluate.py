@@ -26,9 +26,8 @@ from rich.table import Table
 from deepscan.cli.common import EXIT_MODEL_ERROR, EXIT_USAGE, stderr
 from deepscan.cli.synth import progress_bar
 from deepscan.errors import CheckpointError, DeepscanError, DetectorNotConfiguredError, ModelLoadingError
+from deepscan.evaluation import BOOTSTRAP_ROUNDS as DEFAULT_ROUNDS  # as bench.quality, so the intervals agree
 from deepscan.writers.safe import markup_text
-
-DEFAULT_ROUNDS = 1000  # bootstrap resamples per interval on the command line (bench.quality uses 2000)
 
 
 class EvalFormat(str, enum.Enum):

@@ -212,7 +212,7 @@ class FusionDetector:
         -------
         str
             For example ``"cue fusion of aasist, av_sync, ... per media kind; AUC on real media
-            (never trained on): audio 0.71, image 0.52, video 0.86; weak on zero-shot TTS"``.
+            (never trained on): audio 0.712, image 0.520, video 0.860; weak on zero-shot TTS"``.
             Out-of-fold AUCs on the training data stand in (and say so) where no real-media
             measurement was recorded.
         """
@@ -220,11 +220,11 @@ class FusionDetector:
         parts = [f"cue fusion of {', '.join(self.cues)} per media kind"]
         measured = {k: v.get("auc") for k, v in real.items() if isinstance(v, dict) and v.get("auc") is not None}
         if measured:
-            where = self.provenance.get("real_media_source", "real media, never trained on")
-            parts.append(f"AUC on {where}: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(measured.items())))
+            where = self.provenance.get("real_media_source", "real media (never trained on)")
+            parts.append(f"AUC on {where}: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(measured.items())))
         elif self.kinds:
             parts.append("out-of-fold AUC on its training data: " + ", ".join(
-                f"{k} {m.metrics['auc']:.2f}" for k, m in sorted(self.kinds.items()) if m.metrics.get("auc") is not None))
+                f"{k} {m.metrics['auc']:.3f}" for k, m in sorted(self.kinds.items()) if m.metrics.get("auc") is not None))
         missing = sorted({"audio", "image", "video"} - set(self.kinds))
         if missing:
             parts.append(f"no model for {', '.join(missing)} (verdict unknown)")

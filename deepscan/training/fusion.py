@@ -621,7 +621,7 @@ def train(harvest_root, output, models_dir=None, seed: int = 0, extra_roots=(), 
                         sources=f"{harvest_root} + {list(map(str, extra_roots))}, per kind {per_kind or PER_KIND}")
 
 
-def stamp_real_media(detector_path, report: dict, source: str = "real media (../shared/realworld), never trained on"
+def stamp_real_media(detector_path, report: dict, source: str = "real media (../shared/realworld, never trained on)"
                      ) -> dict:
     """Record the fused verdict's per-kind metrics on real media in a cue-fusion checkpoint's provenance.
 

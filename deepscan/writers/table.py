@@ -43,7 +43,8 @@ COLUMN_GAP = COLUMN_PADDING + 1  # cells between two columns
 
 
 def _score(p) -> str:
-    return "" if p is None else f"{p:.2f}"
+    """``p_fake`` or a threshold in three decimals: two would print 0.66 for both 0.6642 and 0.6648."""
+    return "" if p is None else f"{p:.3f}"
 
 
 def cue_score(p: float) -> str:
@@ -172,7 +173,7 @@ class ResultTable:
         counts = summarize(self.results)
         lines = [", ".join(f"{v} {k}" for k, v in counts.items())]
         if thresholds and not per_file_threshold:
-            lines[0] += f"; threshold {next(iter(thresholds)):.2f}"
+            lines[0] += f"; threshold {next(iter(thresholds)):.3f}"
         if scored:
             lines.append("cues: " + ", ".join(f"{cue_header(n)} {n}" for n in scored)
                          + " (each expert's own p_fake)")
