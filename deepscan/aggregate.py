@@ -96,7 +96,9 @@ def build_fusion_result(state: FileState, fusion, detector_info: dict, elapsed_s
     The file's cues (:func:`file_cues`) go through the fusion model of its media kind; the verdict
     compares the fused ``p_fake`` with that kind's threshold. Where none of the model's cues applies
     (no face, no speech, no expert for this kind of fake), the verdict is ``"unknown"`` with the
-    cues' reasons, never a guess. Each modality's ``p_fake`` is the mean of its cues' scores.
+    cues' reasons, never a guess. Each modality's ``p_fake`` is the mean of the scores of its cues
+    that the kind's model uses (the ones the verdict rests on); a modality whose cues it does not
+    use says so.
     """
     from deepscan.model.fusion import CUE_MODALITY
 
@@ -106,12 +108,22 @@ def build_fusion_result(state: FileState, fusion, detector_info: dict, elapsed_s
     logit = fusion.logit(kind, cues)
     threshold = fusion.threshold(kind)
     no_face = state.frames > 0 and state.frames_with_face == 0
+    used = set(fusion.kinds[kind].cues) if kind in fusion.kinds else None  # the cues the verdict rests on
     modalities = {}
     for m in MODALITIES:
-        scores = [c["p_fake"] for n, c in cues.items() if CUE_MODALITY.get(n) == m and c.get("p_fake") is not None]
-        reasons = sorted({c.get("reason") for n, c in cues.items() if CUE_MODALITY.get(n) == m and c.get("reason")})
+        mine = {n: c for n, c in cues.items() if CUE_MODALITY.get(n) == m}
+        scores = [c["p_fake"] for n, c in mine.items() if c.get("p_fake") is not None and (used is None or n in used)]
+        reasons = sorted({c.get("reason") for c in mine.values() if c.get("reason")})
+        if scores:
+            reason = None
+        elif m == "video" and kind == "image":
+            reason = "a still image"
+        elif any(c.get("p_fake") is not None for c in mine.values()):
+            reason = f"its cues are not used by the detector for {kind} media"
+        else:
+            reason = ", ".join(reasons) or "no cue"
         modalities[m] = {"present": bool(scores), "p_fake": float(np.mean(scores)) if scores else None,
-                         "reason": None if scores else (", ".join(reasons) or "no cue")}
+                         "reason": reason}
     present = {m: v["p_fake"] for m, v in modalities.items() if v["p_fake"] is not None}
     top = max(present, key=present.get) if present else None
     if kind not in fusion.kinds:
