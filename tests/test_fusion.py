@@ -179,3 +179,14 @@ def test_html_provenance_names_each_kinds_cue_set_not_the_alternatives(tmp_path)
     html = render_html([result])
     assert "audio (all cues)" in html and "0.730" in html
     assert "candidates" not in html and "learned cues" not in html
+
+
+def test_a_modality_score_uses_only_the_cues_the_kinds_model_fuses(tmp_path):
+    image = synth.write_image(tmp_path / "face.png", seed=4)
+    path = FusionDetector({"image": KindModel(["generated_image"], np.array([1.0, 0.0]), 0.0)}, {}).save(
+        tmp_path / "f.safetensors")
+    with Scanner(detector=path, workers=0, cache=False, experts="generated_image,face_forgery") as scanner:
+        result = scanner.scan_file(image)
+    assert result.status == "ok" and result.cues["generated_image"]["p_fake"] is not None
+    assert result.modalities["image"]["p_fake"] == pytest.approx(result.cues["generated_image"]["p_fake"])
+    assert result.modalities["video"]["reason"] == "a still image"
