@@ -233,3 +233,19 @@ def summarize(results) -> dict:
         elif result.verdict in (VERDICT_FAKE, VERDICT_REAL, VERDICT_UNKNOWN):
             counts[result.verdict] += 1
     return counts
+
+
+def counts_line(counts: dict) -> str:
+    """``summarize``'s counts as a sentence: ``"1 file, 0 fake, 1 real, 0 unknown, 0 errors"``.
+
+    Parameters
+    ----------
+    counts : dict
+        :func:`summarize`'s result.
+
+    Returns
+    -------
+    str
+    """
+    nouns = {"files": ("file", "files"), "errors": ("error", "errors")}
+    return ", ".join(f"{v} {nouns[k][v != 1] if k in nouns else k}" for k, v in counts.items())

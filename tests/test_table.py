@@ -163,3 +163,12 @@ def test_path_helpers():
     assert display_root(["a.mp3", "b/c.mp3"]) is None
     assert relative_to("s3://bucket/a.mp4", "/data") == "s3://bucket/a.mp4"
     assert cue_score(0.0712) == ".07" and cue_score(0.999) == "1.0" and cue_score(0.5) == ".50"
+
+
+def test_counts_line_says_one_file_and_one_error():
+    from deepscan.results import counts_line
+
+    assert counts_line({"files": 1, "fake": 0, "real": 1, "unknown": 0, "errors": 0}) == \
+        "1 file, 0 fake, 1 real, 0 unknown, 0 errors"
+    assert counts_line({"files": 2, "fake": 0, "real": 1, "unknown": 0, "errors": 1}) == \
+        "2 files, 0 fake, 1 real, 0 unknown, 1 error"

@@ -17,7 +17,7 @@ from deepscan.cli.common import (
 from deepscan.errors import (
     CheckpointError, DeepscanError, DetectorNotConfiguredError, ModelLoadingError,
 )
-from deepscan.results import summarize
+from deepscan.results import counts_line, summarize
 from deepscan.writers.safe import markup_text
 
 
@@ -149,7 +149,8 @@ def check(
             stderr.print(f"[red]error:[/] cannot write the HTML report {markup_text(html)}: {markup_text(error)}")
             raise typer.Exit(EXIT_USAGE)
     counts = summarize(results)
-    stderr.print(", ".join(f"{v} {k}" for k, v in counts.items()))
+    if not (output_format == OutputFormat.table and output is None):  # the table's caption says it already
+        stderr.print(counts_line(counts))
     if interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     if fail_on_fake and counts["fake"]:

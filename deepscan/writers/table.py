@@ -25,7 +25,7 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
 from rich.text import Text
 
-from deepscan.results import MODALITIES, ScanResult, summarize
+from deepscan.results import MODALITIES, ScanResult, counts_line, summarize
 from deepscan.writers.paths import display_root, middle_ellipsis, relative_to, shown_folder
 from deepscan.writers.safe import rich_text, terminal_text
 
@@ -171,7 +171,7 @@ class ResultTable:
 
     def _caption(self, ok, scored, cue_names, marks, thresholds, per_file_threshold) -> Text:
         counts = summarize(self.results)
-        lines = [", ".join(f"{v} {k}" for k, v in counts.items())]
+        lines = [counts_line(counts)]
         if thresholds and not per_file_threshold:
             lines[0] += f"; threshold {next(iter(thresholds)):.3f}"
         if scored:
