@@ -172,3 +172,8 @@ def test_check_follows_its_detector_encoders(media, detector):
                                  "--experts", "none", "-q"])
     assert result.exit_code == EXIT_OK, result.output
     assert json.loads(result.stdout)[0]["detector"]["label"].startswith("DEMO detector")
+
+
+def test_check_of_an_empty_folder_warns(tmp_path, detector):
+    result = runner.invoke(app, ["check", str(tmp_path), "--detector", str(detector), "--encoders", "debug"])
+    assert result.exit_code == EXIT_OK and "no media files found" in result.output

@@ -22,7 +22,7 @@ from deepscan.writers.safe import markup_text
 
 
 def check(
-    paths: List[Path] = typer.Argument(..., help="Media files or directories (walked recursively)."),
+    paths: List[Path] = typer.Argument(..., metavar="PATHS", help="Media files or directories (walked recursively)."),
     detector: Optional[Path] = typer.Option(
         None, "--detector", "-d", envvar="DEEPSCAN_DETECTOR",
         help="Detector checkpoint (.safetensors). Also read from $DEEPSCAN_DETECTOR."),
@@ -149,6 +149,9 @@ def check(
             stderr.print(f"[red]error:[/] cannot write the HTML report {markup_text(html)}: {markup_text(error)}")
             raise typer.Exit(EXIT_USAGE)
     counts = summarize(results)
+    if not results and not interrupted:
+        stderr.print("[yellow]warning:[/] no media files found in "
+                     + ", ".join(markup_text(str(p)) for p in paths))
     if not (output_format == OutputFormat.table and output is None):  # the table's caption says it already
         stderr.print(counts_line(counts))
     if interrupted:

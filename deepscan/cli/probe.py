@@ -47,7 +47,7 @@ def probe_record(path: Path) -> dict:
 
 
 def probe(
-    paths: List[Path] = typer.Argument(..., help="Files or directories (walked recursively)."),
+    paths: List[Path] = typer.Argument(..., metavar="PATHS", help="Files or directories (walked recursively)."),
     output_format: str = typer.Option("table", "--format", "-f", help="table or json (one object per line)."),
     recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Walk into subdirectories."),
 ) -> None:
