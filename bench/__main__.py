@@ -33,9 +33,10 @@ from pathlib import Path
 
 import torch
 
+from bench.sections import markers, write_section
+
 ROOT = Path(tempfile.gettempdir()) / "deepscan-bench-scan"
-BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
-BEGIN, END = "<!-- bench:scan -->", "<!-- /bench:scan -->"
+BEGIN, END = markers("scan")
 FULL = {"clips": 20, "clip_s": 10.0, "images": 10, "audios": 5, "audio_s": 10.0}
 QUICK = {"clips": 4, "clip_s": 5.0, "images": 2, "audios": 1, "audio_s": 5.0}
 CLIP_SIZE = (1280, 720)
@@ -299,13 +300,6 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_benchmarks(report: dict, path: Path = BENCHMARKS) -> None:
-    """Replace this bench's section of BENCHMARKS.md (:func:`bench.sections.write_section`)."""
-    from bench.sections import write_section
-
-    write_section("scan", markdown(report), path=path)
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="4 clips of 5 s, 2 images, 1 audio file")
@@ -318,7 +312,7 @@ def main(argv=None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     report = run(args)
     if not args.no_write:
-        write_benchmarks(report)
+        write_section("scan", markdown(report))
     if args.json:
         print(json.dumps({k: v for k, v in report.items() if k != "profile_top"}))
     else:

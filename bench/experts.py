@@ -23,11 +23,10 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
-BEGIN, END = "<!-- bench:experts -->", "<!-- /bench:experts -->"
+from bench.sections import write_section
+
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 
 
@@ -193,13 +192,6 @@ def experts_path_ratio(report: dict) -> dict | None:
             "ratio": round(stages["decode"]["seconds"] / path, 3)}
 
 
-def write_benchmarks(text: str, path: Path = BENCHMARKS) -> None:
-    """Replace this bench's section of BENCHMARKS.md (:func:`bench.sections.write_section`)."""
-    from bench.sections import write_section
-
-    write_section("experts", text, heading='## Experts: cost per media-second (`python -m bench.experts`)', path=path)
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few files only")
@@ -212,7 +204,8 @@ def main(argv=None) -> None:
     report["quick"] = args.quick
     print(json.dumps(report, indent=1) if args.json else markdown(report))
     if not args.no_write:
-        write_benchmarks(markdown(report))
+        write_section("experts", markdown(report),
+                      heading="## Experts: cost per media-second (`python -m bench.experts`)")
 
 
 if __name__ == "__main__":

@@ -36,8 +36,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
-BEGIN, END = "<!-- bench:precision -->", "<!-- /bench:precision -->"
+from bench.sections import markers, write_section
+
+BEGIN, END = markers("precision")
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 CORPUS = Path(tempfile.gettempdir()) / "deepscan-bench-precision" / "corpus-60-seed1"
 
@@ -221,13 +222,6 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_benchmarks(report: dict, path: Path = BENCHMARKS) -> None:
-    """Replace this bench's section of BENCHMARKS.md (:func:`bench.sections.write_section`)."""
-    from bench.sections import write_section
-
-    write_section("precision", markdown(report), path=path)
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.precision", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="8 crops, 2 windows, 2 rounds")
@@ -245,7 +239,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     report = run(args)
     if not args.no_write:
-        write_benchmarks(report)
+        write_section("precision", markdown(report))
     print(json.dumps(report))
 
 

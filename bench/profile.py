@@ -27,13 +27,13 @@ import json
 import os
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import torch
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
-BEGIN, END = "<!-- bench:profile -->", "<!-- /bench:profile -->"
+from bench.sections import markers, write_section
+
+BEGIN, END = markers("profile")
 
 KINDS = (  # (kind, substrings of operator names), first match wins
     ("matmul", ("addmm", "aten::mm", "bmm", "aten::linear", "aten::matmul", "linear_dynamic", "baddbmm",
@@ -184,13 +184,6 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_benchmarks(report: dict, path: Path = BENCHMARKS) -> None:
-    """Replace this bench's section of BENCHMARKS.md (:func:`bench.sections.write_section`)."""
-    from bench.sections import write_section
-
-    write_section("profile", markdown(report), path=path)
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="8 crops, 2 windows")
@@ -207,7 +200,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     report = run(args)
     if not args.no_write:
-        write_benchmarks(report)
+        write_section("profile", markdown(report))
     print(json.dumps(report))
 
 

@@ -22,11 +22,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.sections import write_section
+
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = HERE.parent / "BENCHMARKS.md"
 RESULTS = HERE / "results"
 SHARED = HERE.parent.parent / "shared"
-BEGIN, END = "<!-- bench:quality -->", "<!-- /bench:quality -->"
 
 
 def _placeholder_detector(folder: Path) -> Path:
@@ -148,13 +148,6 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_benchmarks(text: str, path: Path = BENCHMARKS) -> None:
-    """Replace this bench's section of BENCHMARKS.md (:func:`bench.sections.write_section`)."""
-    from bench.sections import write_section
-
-    write_section("quality", text, heading='## Detection on real media (`python -m bench.quality`)', path=path)
-
-
 def main(argv=None) -> None:
     from deepscan.writers.safe import json_dumps
 
@@ -185,7 +178,7 @@ def main(argv=None) -> None:
     if args.json:
         Path(args.json).write_text(json_dumps(report, indent=1, default=str))
     if not args.no_write:
-        write_benchmarks(text)
+        write_section("quality", text, heading="## Detection on real media (`python -m bench.quality`)")
 
 
 if __name__ == "__main__":

@@ -29,8 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
-BEGIN, END = "<!-- bench:ray -->", "<!-- /bench:ray -->"
+from bench.sections import markers, write_section
+
+BEGIN, END = markers("ray")
 CORPUS = {"clips": 8, "clip_s": 5.0, "images": 4, "audios": 2, "audio_s": 5.0}
 QUICK = {"clips": 2, "clip_s": 5.0, "images": 1, "audios": 1, "audio_s": 5.0}
 CPU_FLAGS = ("amx_bf16", "avx512_bf16", "avx512_vnni", "avx_vnni")
@@ -194,13 +195,6 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_benchmarks(report: dict, path: Path = BENCHMARKS) -> None:
-    """Replace this bench's section of BENCHMARKS.md (:func:`bench.sections.write_section`)."""
-    from bench.sections import write_section
-
-    write_section("ray", markdown(report), path=path)
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ray", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 clips, 1 image, 1 audio file")
@@ -213,7 +207,7 @@ def main(argv=None) -> None:
     os.environ.setdefault("RAY_worker_niceness", "0")
     report = run(args)
     if not args.no_write:
-        write_benchmarks(report)
+        write_section("ray", markdown(report))
     print(json.dumps(report))
 
 

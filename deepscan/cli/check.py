@@ -11,11 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from deepscan.cli.common import (
-    EXIT_FAKE, EXIT_FILE_ERRORS, EXIT_INTERRUPTED, EXIT_MODEL_ERROR, EXIT_OK, EXIT_USAGE, OutputFormat,
-    open_output, progress_enabled, stderr,
-)
-from deepscan.errors import (
-    CheckpointError, DeepscanError, DetectorNotConfiguredError, ModelLoadingError,
+    EXIT_FAKE, EXIT_FILE_ERRORS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, OutputFormat, open_output,
+    progress_enabled, scanner_or_exit, stderr,
 )
 from deepscan.results import counts_line, summarize
 from deepscan.writers.safe import markup_text
@@ -78,7 +75,7 @@ def check(
     if missing:
         stderr.print(f"[red]error:[/] no such file or directory: {markup_text(', '.join(missing))}")
         raise typer.Exit(EXIT_USAGE)
-    try:
+    def build() -> Scanner:
         face_config = None  # auto
         if face_detector == "yunet":
             from deepscan.weights import model_path
@@ -87,22 +84,13 @@ def check(
                                              model_path=str(yunet_model or model_path("yunet", models_dir)))
         elif face_detector != "auto":
             face_config = FaceDetectorConfig(backend=face_detector)
-        scanner = Scanner(detector=detector, encoders=encoders, image_encoder=image_encoder,
-                          audio_encoder=audio_encoder, device=device, precision=precision,
-                          face_config=face_config, batch_frames=batch_size, workers=workers,
-                          cache=(cache_dir or True) if use_cache else False, experts=experts,
-                          models_dir=models_dir)
-    except DetectorNotConfiguredError as error:
-        stderr.print(f"[red]error:[/] {error.message}")
-        raise typer.Exit(EXIT_USAGE)
-    except (ModelLoadingError, CheckpointError) as error:
-        stderr.print(f"[red]error:[/] {markup_text(error)}")
-        raise typer.Exit(EXIT_MODEL_ERROR)
-    except (DeepscanError, ValueError) as error:
-        stderr.print(f"[red]error:[/] {markup_text(error)}")
-        raise typer.Exit(EXIT_USAGE)
-    if scanner.detector_info.get("label"):
-        stderr.print(f"[bold yellow]{markup_text(scanner.detector_info['label'])}[/]")
+        return Scanner(detector=detector, encoders=encoders, image_encoder=image_encoder,
+                       audio_encoder=audio_encoder, device=device, precision=precision,
+                       face_config=face_config, batch_frames=batch_size, workers=workers,
+                       cache=(cache_dir or True) if use_cache else False, experts=experts,
+                       models_dir=models_dir)
+
+    scanner = scanner_or_exit(build)
 
     results, done = [], set()
     if resume:

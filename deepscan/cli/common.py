@@ -43,3 +43,45 @@ def open_output(path: Path | None, append: bool = False):
 def progress_enabled(quiet: bool) -> bool:
     """Show a progress bar only to a person: not when quiet, and only if stderr is a terminal."""
     return not quiet and stderr.is_terminal
+
+
+def scanner_or_exit(build):
+    """Run ``build()`` (which makes a :class:`deepscan.scanner.Scanner`) and turn its errors into exit codes.
+
+    The detector's label (a demo or untrained detector) is printed on stderr, as every command that
+    scans says it.
+
+    Parameters
+    ----------
+    build : callable
+        ``() -> Scanner``; it may also resolve weights first (a face detector's file, ...).
+
+    Returns
+    -------
+    deepscan.scanner.Scanner
+
+    Raises
+    ------
+    typer.Exit
+        ``EXIT_USAGE`` when no detector is configured or an option is invalid, ``EXIT_MODEL_ERROR``
+        when a model or the detector checkpoint cannot be loaded.
+    """
+    import typer
+
+    from deepscan.errors import CheckpointError, DeepscanError, DetectorNotConfiguredError, ModelLoadingError
+    from deepscan.writers.safe import markup_text
+
+    try:
+        scanner = build()
+    except DetectorNotConfiguredError as error:
+        stderr.print(f"[red]error:[/] {error.message}")
+        raise typer.Exit(EXIT_USAGE)
+    except (ModelLoadingError, CheckpointError) as error:
+        stderr.print(f"[red]error:[/] {markup_text(error)}")
+        raise typer.Exit(EXIT_MODEL_ERROR)
+    except (DeepscanError, ValueError) as error:
+        stderr.print(f"[red]error:[/] {markup_text(error)}")
+        raise typer.Exit(EXIT_USAGE)
+    if scanner.detector_info.get("label"):
+        stderr.print(f"[bold yellow]{markup_text(scanner.detector_info['label'])}[/]")
+    return scanner

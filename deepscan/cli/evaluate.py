@@ -23,9 +23,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from deepscan.cli.common import EXIT_MODEL_ERROR, EXIT_USAGE, stderr
+from deepscan.cli.common import EXIT_MODEL_ERROR, EXIT_USAGE, scanner_or_exit, stderr
 from deepscan.cli.synth import progress_bar
-from deepscan.errors import CheckpointError, DeepscanError, DetectorNotConfiguredError, ModelLoadingError
+from deepscan.errors import CheckpointError, DeepscanError, ModelLoadingError
 from deepscan.evaluation import BOOTSTRAP_ROUNDS as DEFAULT_ROUNDS  # as bench.quality, so the intervals agree
 from deepscan.writers.safe import markup_text
 
@@ -140,20 +140,8 @@ def _evaluate_media(data, detector, encoders, output_format, subset, experts, mo
     except ValueError as error:
         stderr.print(f"[red]error:[/] {markup_text(error)}")
         raise typer.Exit(EXIT_USAGE)
-    try:
-        scanner = Scanner(detector=detector, encoders=encoders, experts=experts, models_dir=models_dir,
-                          cache=cache_dir or True, workers=workers)
-    except DetectorNotConfiguredError as error:
-        stderr.print(f"[red]error:[/] {error.message}")
-        raise typer.Exit(EXIT_USAGE)
-    except (ModelLoadingError, CheckpointError) as error:
-        stderr.print(f"[red]error:[/] {markup_text(error)}")
-        raise typer.Exit(EXIT_MODEL_ERROR)
-    except (DeepscanError, ValueError) as error:
-        stderr.print(f"[red]error:[/] {markup_text(error)}")
-        raise typer.Exit(EXIT_USAGE)
-    if scanner.detector_info.get("label"):
-        stderr.print(f"[bold yellow]{markup_text(scanner.detector_info['label'])}[/]")
+    scanner = scanner_or_exit(lambda: Scanner(detector=detector, encoders=encoders, experts=experts,
+                                              models_dir=models_dir, cache=cache_dir or True, workers=workers))
     try:
         with progress_bar(quiet or output_format != EvalFormat.table) as progress:
             task = progress.add_task("scanning", total=len(labelled.files), info="")
