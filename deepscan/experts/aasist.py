@@ -28,9 +28,8 @@ be fused and calibrated, not a verdict.
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -38,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelLoadingError
+from . import tile_to
 
 __all__ = [
     "SAMPLE_RATE",
@@ -922,13 +922,7 @@ def window_input(waveform: np.ndarray) -> np.ndarray:
     ValueError
         ``waveform`` is not 1-D or is empty.
     """
-    wave = np.asarray(waveform, dtype=np.float32)
-    if wave.ndim != 1 or wave.size == 0:
-        raise ValueError(f"expected a non-empty 1-D waveform, got shape {wave.shape}")
-    if wave.size >= AASIST_SAMPLES:
-        return wave[:AASIST_SAMPLES].copy()
-    reps = math.ceil(AASIST_SAMPLES / wave.size)
-    return np.tile(wave, reps)[:AASIST_SAMPLES]
+    return tile_to(waveform, AASIST_SAMPLES)
 
 
 def windows_of(waveform: np.ndarray, min_tail: int = MIN_TAIL_SAMPLES) -> np.ndarray:

@@ -66,6 +66,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepscan.errors import ModelLoadingError
+from deepscan.experts import check_rgb_frame
 
 __all__ = [
     "CUE",
@@ -434,10 +435,7 @@ def frame_patches(frame: np.ndarray, size: int, n: int = SCORE_PATCHES) -> np.nd
     ValueError
         If ``frame`` is not ``(H, W, 3)`` with ``H, W >= 1``.
     """
-    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
-        raise TypeError(f"frame must be a uint8 numpy array, got {getattr(frame, 'dtype', type(frame))}")
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 1 or frame.shape[1] < 1:
-        raise ValueError(f"frame must have shape (H, W, 3), got {frame.shape}")
+    check_rgb_frame(frame)
     h, w = frame.shape[:2]
     if h < size or w < size:
         frame = np.pad(frame, ((0, max(0, size - h)), (0, max(0, size - w)), (0, 0)), mode="symmetric")

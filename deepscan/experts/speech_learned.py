@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelLoadingError
+from . import tile_to
 
 __all__ = [
     "CUE",
@@ -331,12 +332,7 @@ def window_of(waveform: np.ndarray, length: int = WINDOW_SAMPLES) -> np.ndarray:
     ValueError
         ``waveform`` is not 1-D or is empty.
     """
-    wave = np.asarray(waveform, dtype=np.float32)
-    if wave.ndim != 1 or wave.size == 0:
-        raise ValueError(f"expected a non-empty 1-D waveform, got shape {wave.shape}")
-    if wave.size >= length:
-        return wave[:length].copy()
-    return np.tile(wave, math.ceil(length / wave.size))[:length]
+    return tile_to(waveform, length)
 
 
 def windows_of(waveform: np.ndarray) -> list[np.ndarray]:

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from deepscan.errors import ModelLoadingError
+from deepscan.experts import check_rgb_frame
 from deepscan.faces import Detection, downscale
 
 __all__ = [
@@ -157,10 +158,7 @@ class YuNet:
         ValueError
             If ``frame`` is not ``(H, W, 3)`` with ``H, W >= 1``.
         """
-        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
-            raise TypeError(f"frame must be a uint8 RGB numpy array, got {getattr(frame, 'dtype', type(frame))}")
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 1 or frame.shape[1] < 1:
-            raise ValueError(f"frame must have shape (H, W, 3), got {frame.shape}")
+        check_rgb_frame(frame)
         if self.max_side is None:
             small, scale = frame, 1.0
         else:
