@@ -21,14 +21,13 @@ onnxruntime.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from deepscan.errors import ChecksumMismatchError, DownloadError, ModelLoadingError
 
-__all__ = ["packaged_models", 
+__all__ = ["packaged_models", "read_weights", 
     "MODELS",
     "ModelEntry",
     "MODELS_DIR_ENV",
@@ -217,14 +216,12 @@ def sha256_of(path: str | os.PathLike) -> str:
     OSError
         If the file cannot be read.
     """
+    from deepscan.cache import file_sha256
+
     stat = os.stat(path)
     key = (os.fspath(path), stat.st_size, stat.st_mtime_ns)
     if key not in _VERIFIED:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
-        _VERIFIED[key] = digest.hexdigest()
+        _VERIFIED[key] = file_sha256(path)
     return _VERIFIED[key]
 
 
@@ -437,8 +434,6 @@ def packaged_models() -> list[dict]:
     list of dict
         One row per packaged file that exists in this installation.
     """
-    import hashlib
-
     from deepscan.experts.runner import LEARNED, PACKAGED_WEIGHTS
     from deepscan.model.fusion import DEFAULT_PATH
 
@@ -450,10 +445,42 @@ def packaged_models() -> list[dict]:
     for name, kind, detects, path, card in files:
         if not Path(path).is_file():
             continue
-        data = Path(path).read_bytes()
         rows.append({"name": name, "kind": kind, "filename": Path(path).name, "url": card,
-                     "sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
+                     "sha256": sha256_of(path), "size": Path(path).stat().st_size,
                      "licence": "as deepscan", "detects": detects,
                      "trained_on": "../shared/harvest (public generators' output and real media)",
                      "published": card, "present": True, "location": str(path)})
     return rows
+
+
+def read_weights(path: str | os.PathLike, what: str) -> tuple[dict, dict]:
+    """Open a safetensors weights file: its metadata and its tensors (no pickle).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.safetensors`` file.
+    what : str
+        What it holds, for the messages (``"face-forgery"``).
+
+    Returns
+    -------
+    (dict, dict)
+        The metadata (str -> str) and the tensors (name -> torch.Tensor).
+
+    Raises
+    ------
+    ModelLoadingError
+        If the file does not exist, or is not a readable safetensors file.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadingError(f"{what} weights not found: {path}", path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as error:  # noqa: BLE001 - safetensors raises its own error, OSError, ValueError ...
+        raise ModelLoadingError(f"cannot read {what} weights (safetensors): {type(error).__name__}: {error}",
+                                path) from error

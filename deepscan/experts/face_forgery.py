@@ -301,19 +301,10 @@ def load_face_expert(path: str | os.PathLike | None = None) -> FaceForgeryExpert
         If the file is missing, not safetensors, not a face-forgery file (``format`` metadata), or
         its tensors do not match :class:`FaceForgeryNet` exactly (names and shapes).
     """
-    from safetensors import SafetensorError, safe_open
-
-    from deepscan.weights import sha256_of
+    from deepscan.weights import read_weights, sha256_of
 
     path = Path(path) if path is not None else DEFAULT_WEIGHTS
-    if not path.is_file():
-        raise ModelLoadingError(f"face-forgery weights not found: {path}", path=path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as error:
-        raise ModelLoadingError(f"cannot read face-forgery weights (safetensors): {error}", path=path) from error
+    metadata, state = read_weights(path, "face-forgery")
     if metadata.get("format") != FORMAT:
         raise ModelLoadingError(f"not face-forgery weights: metadata format {metadata.get('format')!r}, "
                                 f"expected {FORMAT!r}", path=path)

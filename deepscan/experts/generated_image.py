@@ -568,20 +568,10 @@ def load_image_expert(path: str | os.PathLike | None = None) -> GeneratedImageEx
         If the file is missing, is not safetensors, carries another format, or its tensors do not
         match the architecture its config names (strict load); the message names the file.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import safe_open
-
-    from deepscan.cache import file_sha256
+    from deepscan.weights import read_weights, sha256_of
 
     path = Path(path) if path is not None else DEFAULT_WEIGHTS
-    if not path.is_file():
-        raise ModelLoadingError(f"generated-image weights not found: {path}", path=path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelLoadingError(f"not a safetensors file: {exc}", path=path) from None
+    raw, state = read_weights(path, "generated-image")
     if raw.get("format") != FORMAT:
         raise ModelLoadingError(f"format {raw.get('format')!r} is not {FORMAT!r}", path=path)
     try:
@@ -592,4 +582,4 @@ def load_image_expert(path: str | os.PathLike | None = None) -> GeneratedImageEx
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise ModelLoadingError(f"weights do not fit the generated-image network: {exc}", path=path) from None
     metadata = {"format": FORMAT, "config": asdict(config), "provenance": provenance}
-    return GeneratedImageExpert(net, metadata, path, file_sha256(path))
+    return GeneratedImageExpert(net, metadata, path, sha256_of(path))

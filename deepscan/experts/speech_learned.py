@@ -542,17 +542,11 @@ def load_speech_expert(path: str | os.PathLike | None = None, aasist_path: str |
         The file is missing, not a safetensors file, not a speech expert, or its tensors do not
         match its config; or it needs AASIST and ``aasist_path`` is not given or does not load.
     """
-    from safetensors import safe_open
+    from deepscan.weights import read_weights
 
     path = Path(path) if path is not None else DEFAULT_WEIGHTS
-    if not path.is_file():
-        raise ModelLoadingError("speech expert weights not found", path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get(METADATA_KEY)
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:  # safetensors raises SafetensorError, OSError, ... on bad files
-        raise ModelLoadingError(f"cannot read speech expert weights ({type(exc).__name__}: {exc})", path) from exc
+    metadata, tensors = read_weights(path, "speech expert")
+    raw = metadata.get(METADATA_KEY)
     try:
         meta = json.loads(raw) if raw else {}
     except json.JSONDecodeError as exc:

@@ -363,8 +363,7 @@ def av_offset_pseudo_fakes(files: list[LabelledFile], folder: str | os.PathLike,
     list of (LabelledFile, str)
         Each copy, labelled fake with its source's page, pair and licence, and its source's SHA-256.
     """
-    import hashlib
-
+    from deepscan.cache import file_sha256
     from deepscan.media import probe
 
     out = []
@@ -385,7 +384,7 @@ def av_offset_pseudo_fakes(files: list[LabelledFile], folder: str | os.PathLike,
                 except Exception:  # noqa: BLE001 - a container PyAV cannot remux: no copy
                     target.unlink(missing_ok=True)
                     continue
-            sha = hashlib.sha256(target.read_bytes()).hexdigest()
+            sha = file_sha256(target)
             out.append((LabelledFile(target, "video", 1, f"pseudo-fake: audio shifted {offset:+.1f} s",
                                      "pseudo-fake: audio-visual offset", f.group, f.pair, sha, f.licence), f.sha256))
     return out
