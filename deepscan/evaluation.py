@@ -389,24 +389,38 @@ def bootstrap_metric(labels, scores, groups=None, metric: Callable = auc, rounds
     ValueError
         If the inputs differ in length or are empty.
     """
-    labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
-    if labels.shape != scores.shape or labels.size == 0:
-        raise ValueError(f"labels {labels.shape} and scores {scores.shape} must be non-empty and of one length")
-    groups = np.arange(labels.size) if groups is None else np.asarray(groups)
-    names, index = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(index == g) for g in range(len(names))]
-    rng = np.random.default_rng(seed)
+    labels, scores = _checked(labels, scores)
     values = []
-    for _ in range(rounds):
-        rows = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+    for rows in _resampled_rows(labels.size, groups, rounds, seed):
         value = metric(labels[rows], scores[rows])
         if not np.isnan(value):
             values.append(value)
-    point = metric(labels, scores)
+    return (metric(labels, scores), *_percentile_interval(values))
+
+
+def _checked(labels, scores) -> tuple[np.ndarray, np.ndarray]:
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
+    if labels.shape != scores.shape or labels.size == 0:
+        raise ValueError(f"labels {labels.shape} and scores {scores.shape} must be non-empty and of one length")
+    return labels, scores
+
+
+def _resampled_rows(n: int, groups, rounds: int, seed: int):
+    """Row indices of each bootstrap resample: whole groups (pairs) drawn with replacement."""
+    groups = np.arange(n) if groups is None else np.asarray(groups)
+    names, index = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(index == g) for g in range(len(names))]
+    rng = np.random.default_rng(seed)
+    for _ in range(rounds):
+        yield np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+
+
+def _percentile_interval(values: list) -> tuple[float, float]:
+    """The :data:`CONFIDENCE` percentile interval of resampled values (NaN, NaN without any)."""
     if not values:
-        return point, float("nan"), float("nan")
+        return float("nan"), float("nan")
     lo, hi = np.percentile(values, [100 * (1 - CONFIDENCE) / 2, 100 * (1 + CONFIDENCE) / 2])
-    return point, float(lo), float(hi)
+    return float(lo), float(hi)
 
 
 def _threshold_counts(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -502,31 +516,17 @@ def bootstrap_metrics(labels, scores, groups=None, threshold=CUE_THRESHOLD, roun
     """
     import sklearn
 
-    labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
-    if labels.shape != scores.shape or labels.size == 0:
-        raise ValueError(f"labels {labels.shape} and scores {scores.shape} must be non-empty and of one length")
+    labels, scores = _checked(labels, scores)
     threshold = np.broadcast_to(np.asarray(threshold, dtype=np.float64), labels.shape)
-    groups = np.arange(labels.size) if groups is None else np.asarray(groups)
-    names, index = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(index == g) for g in range(len(names))]
-    rng = np.random.default_rng(seed)
     values: dict = {m: [] for m in METRICS}
     # the inputs are checked above: skip scikit-learn's per-call validation (most of its cost on small sets)
     with sklearn.config_context(skip_parameter_validation=True, assume_finite=True):
-        for _ in range(rounds):
-            rows = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+        for rows in _resampled_rows(labels.size, groups, rounds, seed):
             for name, value in detection_values(labels[rows], scores[rows], threshold[rows]).items():
                 if not np.isnan(value):
                     values[name].append(value)
         point = detection_values(labels, scores, threshold)
-    out = {}
-    for name in METRICS:
-        if values[name]:
-            lo, hi = np.percentile(values[name], [100 * (1 - CONFIDENCE) / 2, 100 * (1 + CONFIDENCE) / 2])
-            out[name] = (point[name], float(lo), float(hi))
-        else:
-            out[name] = (point[name], float("nan"), float("nan"))
-    return out
+    return {name: (point[name], *_percentile_interval(values[name])) for name in METRICS}
 
 
 def score_table(files: list[LabelledFile], scores: dict, subsets: dict | None = None, threshold=None,
