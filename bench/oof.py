@@ -70,16 +70,8 @@ def face_scores(harvest: Path, quiet: bool) -> tuple[dict, str]:
     try:
         config = ef.TrainConfig()
         samples = [s for s in ef.load_samples(ef.face_files(harvest), quiet=quiet, data_root=harvest) if s.n]
-        torch.manual_seed(0)
-        init = ef.new_model(config.init, config.size, None, harvest)
-        state = {k: v.clone() for k, v in init.state_dict().items()}
-
-        def fresh():
-            net = ef.new_model("scratch", config.size)
-            net.load_state_dict(state)
-            return net
-
         folds = ef.page_folds(samples)
+        fresh = ef.model_factory(config, 0, None, harvest)
         scores, _ = ef.cross_validate(samples, config, 0, quiet, folds, "oof", fresh)
     finally:
         torch.set_num_threads(threads)

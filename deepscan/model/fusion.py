@@ -144,7 +144,7 @@ class FusionDetector:
         Path
         """
         import torch
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         tensors, kinds = {}, {}
         for kind, model in self.kinds.items():
@@ -155,10 +155,8 @@ class FusionDetector:
                 "target_fpr": self.target_fpr, "provenance": self.provenance}
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(meta, default=_json_default)})
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(path, 0o666 & ~umask)  # readable as any file the user writes (the writer makes it 0600)
+        # written as bytes by an ordinary open: the file gets the user's usual permissions
+        path.write_bytes(save(tensors, metadata={METADATA_KEY: json.dumps(meta, default=_json_default)}))
         return path
 
     @classmethod

@@ -61,6 +61,7 @@ from deepscan.evaluation import LabelledFile, auc, read_manifest
 
 __all__ = [
     "FACE_FAKE_METHODS",
+    "model_factory",
     "MAX_FRAMES",
     "MAX_SECONDS",
     "IMAGE_PAD",
@@ -834,6 +835,43 @@ def _r(x: float) -> float | None:
     return None if x is None or not np.isfinite(x) else round(float(x), 4)
 
 
+def model_factory(config: TrainConfig, seed: int = 0, models_dir: str | os.PathLike | None = None,
+                  data_root: str | os.PathLike | None = None):
+    """The recipe's initial network, drawn once: each call returns a fresh copy of it.
+
+    Every fold and the final fit start from the same weights (``config.init``: the published
+    ``Meso4_DF`` or a seeded scratch initialisation), so the folds differ only in their data.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    seed : int
+        Seed of a scratch initialisation.
+    models_dir, data_root : str or os.PathLike, optional
+        Where ``Meso4_DF.h5`` is looked up (:func:`new_model`).
+
+    Returns
+    -------
+    callable
+        ``() -> FaceForgeryNet``.
+
+    Raises
+    ------
+    ModelLoadingError
+        If the published weights are wanted and cannot be found.
+    """
+    torch.manual_seed(seed)  # a "scratch" initialisation is drawn from the seed too
+    init = new_model(config.init, config.size, models_dir, data_root)
+    state = {k: v.clone() for k, v in init.state_dict().items()}
+
+    def fresh():
+        net = new_model("scratch", config.size)
+        net.load_state_dict(state)
+        return net
+
+    return fresh
+
+
 def cross_validate(samples: list[FaceSample], config: TrainConfig, seed: int = 0, quiet: bool = True,
                    folds: np.ndarray | None = None, label: str = "cv", make_model=None) -> tuple[np.ndarray, dict]:
     """Out-of-fold file scores (folds of :func:`page_folds`) and their AUC table.
@@ -946,14 +984,7 @@ def train(data_root: str | os.PathLike, output: str | os.PathLike, seed: int = 0
         metrics: dict = {"files": {"with_face": len(samples), "fake": int(sum(labels)),
                                    "crops": int(sum(s.n for s in samples)),
                                    "listed": len(files), "present": int(sum(f.exists for f, _ in files))}}
-        torch.manual_seed(seed)  # a "scratch" initialisation is drawn from the seed too
-        init = new_model(config.init, config.size, models_dir, data_root)
-        init_state = {k: v.clone() for k, v in init.state_dict().items()}
-
-        def fresh():
-            net = new_model("scratch", config.size)
-            net.load_state_dict(init_state)
-            return net
+        fresh = model_factory(config, seed, models_dir, data_root)
 
         if evaluate and sum(labels) and len({s.file.group for s in samples}) > 1:
             folds = page_folds(samples)

@@ -166,7 +166,7 @@ def _fit_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray):
     return LogisticRegression(C=C_L2, max_iter=2000).fit(x, y, sample_weight=w)
 
 
-def _out_of_fold(x, labels, groups, weights, splits) -> np.ndarray:
+def _out_of_fold(x, labels, weights, splits) -> np.ndarray:
     oof = np.full(len(labels), np.nan)
     for train_idx, test_idx in splits:
         if len(np.unique(labels[train_idx])) < 2:
@@ -253,8 +253,8 @@ def fit_fusion(rows: list[tuple[LabelledFile, dict, str]], seed: int = 0, folds:
                 continue
             x = np.stack([cue_features(c, names) for _, c in subset])
             x[:, 1::2] = 0.0  # presence flags weigh nothing: whether a face or speech is there is the data set's trait
-            page_oof = _out_of_fold(x, labels, groups, weights, page_splits)
-            oof = _out_of_fold(x, labels, groups, weights, pair_splits)
+            page_oof = _out_of_fold(x, labels, weights, page_splits)
+            oof = _out_of_fold(x, labels, weights, pair_splits)
             ok = ~np.isnan(oof)
             tried[name] = {"cues": names, "x": x, "oof": oof, "ok": ok,
                            "auc": float(roc_auc_score(labels[ok], oof[ok])),
