@@ -202,7 +202,9 @@ FUSION = {"name": "default", "sha256": "ef" * 32, "trained_on": "harvest", "synt
           "limits": ["no expert for diffusion images without a face"]}
 TRAINED = {"name": "mine", "sha256": "ab" * 32, "trained_on": "clips", "synthetic": False, "label": None,
            "data": {"root": "/data/clips", "name": "clips", "layout": "folder", "files": 40,
-                    "counts": {"train": {"real": 14, "fake": 14}, "test": {"real": 6, "fake": 6}}},
+                    "counts": {"train": {"real": 14, "fake": 14}, "test": {"real": 6, "fake": 6}},
+                    "kinds": {"train": {"real": 14, "lipsync": 14}},
+                    "samples": {"train": {"real": 14, "fake": 14, "files": {"real": 14}}}},
            "metrics": {"val": {"auc": 0.8765, "eer": 0.21, "accuracy": 0.8, "confusion": {"tn": 3}, "n_real": 5,
                                "n_fake": 5},
                        "test": {"auc": 0.7, "per_kind": {"lipsync": {"auc": 0.654321, "n_real": 6, "n_fake": 3}}}}}
@@ -228,6 +230,7 @@ def test_provenance_is_a_short_table_rounded_to_three_digits():
     assert "<caption>training files</caption>" in html
     assert re.search(r"<td>audio</td><td class=\"num\">212</td><td class=\"num\">388</td><td class=\"num\">600</td>", html)
     assert re.search(r"<td>train</td><td class=\"num\">14</td><td class=\"num\">14</td>", html)  # per split
+    assert html.count("<td>train</td>") == 1 and "samples · train" not in html  # once: no tally of kinds or windows
     assert ">0.912<" in html and "0.912345" not in html and ">0.046<" in html
     assert "<td>test · lipsync</td><td class=\"num\">9</td><td class=\"num\">0.654</td>" in html
     assert "measured on real media" in html and "0.856 <span class=\"ci\">[0.71, 0.95]</span>" in html

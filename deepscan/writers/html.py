@@ -326,8 +326,11 @@ def provenance_view(detector: dict) -> dict:
     validation / test metrics, the cue-fusion detector's counts per media kind and out-of-fold
     metrics), the report shows:
 
-    - ``counts``: rows ``(label, real, fake)`` from every mapping that counts ``real`` and ``fake``
-      files (``{"audio": {"real": 212, "fake": 388}}``, ``{"counts": {"train": {"real": ...}}}``);
+    - ``counts``: rows ``(label, real, fake)`` from every mapping whose only counts are ``real`` and
+      ``fake`` files (``{"audio": {"real": 212, "fake": 388}}``), from ``data["counts"]`` alone when
+      the checkpoint records it (``{"counts": {"train": {"real": ...}}}``: per-kind and per-window
+      tallies beside it would repeat the same files, and a tally of kinds such as
+      ``{"real": 12, "av_offset": 3}`` is not a class count);
     - ``metrics``: rows ``(label, n, {metric: value})`` from every mapping that holds one of
       :data:`PROVENANCE_METRICS`, labelled by where it sits (``val``, ``test · audio``), values
       rounded to 3 digits in the template;
@@ -348,7 +351,10 @@ def provenance_view(detector: dict) -> dict:
         nothing was recorded.
     """
     counts: list = []
-    _collect_counts(detector.get("data"), [], counts, 0)
+    data = detector.get("data")
+    if isinstance(data, dict) and isinstance(data.get("counts"), dict):
+        data = {"counts": data["counts"]}  # the split counts; per-kind and per-window tallies repeat them
+    _collect_counts(data, [], counts, 0)
     metrics = _metric_rows(detector.get("metrics"))
     real_media = _metric_rows(detector.get("real_media"))
     tables = [{"title": title, "rows": rows, "n": any(row["n"] is not None for row in rows),
@@ -373,7 +379,8 @@ def _collect_counts(value, path: list, rows: list, depth: int) -> None:
     if not isinstance(value, dict) or depth > _MAX_DEPTH:
         return
     real, fake = value.get("real"), value.get("fake")
-    if _is_count(real) or _is_count(fake):
+    tallies = {key for key, item in value.items() if _is_count(item)}
+    if (_is_count(real) or _is_count(fake)) and tallies <= {"real", "fake"}:
         rows.append({"label": _label(path), "real": real if _is_count(real) else None,
                      "fake": fake if _is_count(fake) else None})
         return
