@@ -30,7 +30,8 @@ MAX_PLOT_POINTS = 160  # windows per timeline before they are max-pooled into bi
 PLOT_SIZE_IN = (6.4, 1.9)  # timeline figure size, inches (rendered at 100% of the card's width)
 PLOT_COLORS = {"fused": "#111827", "image": "#2563eb", "audio": "#d97706", "video": "#059669",
                "aasist": "#b45309", "aasist-l": "#f59e0b", "meso4": "#7c3aed", "meso4-f2f": "#a78bfa",
-               "av_sync": "#0891b2"}
+               "av_sync": "#0891b2", "synthetic_speech": "#be185d", "generated_image": "#4d7c0f",
+               "face_forgery": "#1e3a8a"}
 OTHER_COLOR = "#6b7280"  # a series without a colour of its own
 THRESHOLD_COLOR = "#dc2626"
 
@@ -201,7 +202,7 @@ def timeline_svg(result: ScanResult, salt: str = "0", cues: bool = False) -> str
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=7)
-        fig.subplots_adjust(left=0.09, right=0.83, top=0.95, bottom=0.24)
+        fig.subplots_adjust(left=0.09, right=0.78, top=0.95, bottom=0.24)  # room for "synthetic_speech"
         buffer = io.StringIO()
         fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
     return _inline_svg(buffer.getvalue(), prefix=f"plot{salt}-")
