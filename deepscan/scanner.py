@@ -99,6 +99,35 @@ def total_media_seconds(paths, recursive: bool = True, skip: Callable[[str], boo
     return total
 
 
+def configured_detector(detector=None):
+    """The detector checkpoint a scan uses: the one given, else ``$DEEPSCAN_DETECTOR``, else the shipped one.
+
+    Parameters
+    ----------
+    detector : str or os.PathLike or None
+        A checkpoint path (or, for a Ray scan, a URI) given by the caller.
+
+    Returns
+    -------
+    str or os.PathLike
+        ``detector`` when given; else :data:`DETECTOR_ENV`'s value when set; else the cue-fusion
+        detector inside the package (:data:`deepscan.model.fusion.DEFAULT_PATH`).
+
+    Raises
+    ------
+    DetectorNotConfiguredError
+        When none of the three exists (an installation without the packaged checkpoint).
+    """
+    from deepscan.model.fusion import DEFAULT_PATH
+
+    detector = detector if detector is not None else os.environ.get(DETECTOR_ENV) or None
+    if detector is None and DEFAULT_PATH.is_file():
+        detector = DEFAULT_PATH
+    if detector is None:
+        raise DetectorNotConfiguredError(NO_DETECTOR_HELP)
+    return detector
+
+
 def default_workers(cores: int | None = None) -> int:
     """Decoding processes by default: one per :data:`CORES_PER_WORKER` cores, at least 1 (measured on 2 cores only).
 
@@ -195,13 +224,9 @@ class Scanner:
         from deepscan.hub import encoders_for_checkpoint
         from deepscan.model import load_detector, read_metadata
 
-        from deepscan.model.fusion import DEFAULT_PATH, FusionDetector, is_fusion_checkpoint
+        from deepscan.model.fusion import FusionDetector, is_fusion_checkpoint
 
-        detector = detector if detector is not None else os.environ.get(DETECTOR_ENV) or None
-        if detector is None and DEFAULT_PATH.is_file():
-            detector = DEFAULT_PATH  # the cue-fusion detector that ships inside the package
-        if detector is None:
-            raise DetectorNotConfiguredError(NO_DETECTOR_HELP)
+        detector = configured_detector(detector)
         if workers is not None and workers < 0:
             raise ValueError(f"workers must be >= 0, got {workers}")
         if threads is not None and threads < 1:

@@ -20,6 +20,7 @@ from deepscan import synth  # noqa: E402
 from deepscan.distributed.ray import (  # noqa: E402
     ACTOR_EXIT_ENV, RayScanner, check_on_ray, list_inputs, read_parquet, restore_uri, write_parquet,
 )
+from deepscan.results import ScanResult  # noqa: E402
 from deepscan.scanner import Scanner  # noqa: E402
 from deepscan.writers import JsonLinesWriter  # noqa: E402
 from tests.conftest import media_files  # noqa: E402
@@ -192,6 +193,30 @@ def test_check_cli_dispatches_to_ray(cluster, detector, media, tmp_path):
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted((os.path.basename(r["path"]), r["status"]) for r in records) == [
         ("empty.mp4", "error"), ("voice.wav", "ok")]
+
+
+def test_check_ray_with_no_flags_uses_the_shipped_detector(cluster, samples_dir, models_dir, tmp_path, monkeypatch):
+    """`deepscan check ../shared/samples --ray -o out.jsonl`: the local scan's verdicts, one result per file."""
+    from typer.testing import CliRunner
+
+    from deepscan.cli import app
+    from deepscan.model.fusion import DEFAULT_PATH
+
+    monkeypatch.delenv("DEEPSCAN_DETECTOR", raising=False)
+    monkeypatch.setenv("DEEPSCAN_MODELS_DIR", str(models_dir))
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(app, ["check", str(samples_dir), "--ray", "--ray-actors", "1", "--no-cache",
+                                      "-o", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    got = [ScanResult.from_dict(json.loads(line)) for line in out.read_text().splitlines()]
+    local = tmp_path / "local.jsonl"  # the local check's records, rounded as JSON Lines rounds them
+    with open(local, "w", encoding="utf-8") as stream:
+        writer = JsonLinesWriter(stream)
+        for item in Scanner(workers=0, cache=False).scan(samples_dir):
+            writer.write(item)
+    expected = [ScanResult.from_dict(json.loads(line)) for line in local.read_text().splitlines()]
+    assert expected[0].detector["name"] == DEFAULT_PATH.stem
+    assert_same(got, expected)
 
 
 def test_listing_matches_the_local_walk(media):

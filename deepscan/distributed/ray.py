@@ -618,7 +618,8 @@ class RayScanner:
     ----------
     detector : str or os.PathLike or None
         Detector checkpoint, a local path or URI read by the driver and shipped to the actors;
-        ``None`` reads ``$DEEPSCAN_DETECTOR``.
+        ``None`` reads ``$DEEPSCAN_DETECTOR``, else the detector that ships
+        (:func:`~deepscan.scanner.configured_detector`).
     encoders : str or None
         As :class:`~deepscan.scanner.Scanner` (a hub id or a folder present on every node).
     address : str, optional
@@ -662,7 +663,7 @@ class RayScanner:
                  actors: int | None = None, actor_cpus: float = 1.0, actor_gpus: float | None = None,
                  decode: str = "actor", files_per_call: int = FILES_PER_CALL, num_cpus: int | None = None,
                  start_timeout_s: float = START_TIMEOUT_S, **options):
-        from deepscan.scanner import DETECTOR_ENV, NO_DETECTOR_HELP
+        from deepscan.scanner import configured_detector
 
         if decode not in DECODE_MODES:
             raise ValueError(f"decode must be one of {DECODE_MODES}, not {decode!r}")
@@ -670,10 +671,7 @@ class RayScanner:
             raise ValueError(f"actors must be >= 1, got {actors}")
         options.pop("workers", None)
         options.pop("threads", None)
-        detector = detector if detector is not None else os.environ.get(DETECTOR_ENV) or None
-        if detector is None:
-            raise DetectorNotConfiguredError(NO_DETECTOR_HELP)
-        blob, name = _read_blob(detector)
+        blob, name = _read_blob(configured_detector(detector))
         ray = require_ray()
         self.decode = decode
         self.files_per_call = max(1, int(files_per_call))
