@@ -12,6 +12,10 @@ and the same full-size random-initialised encoders (CLIP ViT-B/32, wav2vec2-base
    decoding in the actors (the default): 1 actor of 1 CPU, then 2 actors of 1 CPU;
 3. the same with ``decode="tasks"``: 1 scoring actor, decoding in Ray tasks on the other cores.
 
+With ``--shipped`` the same runs use the detector that ships (the cue fusion: the experts on
+``$DEEPSCAN_MODELS_DIR`` or ``../shared/models``, no encoders), the path ``deepscan check`` takes with
+no flags; its report goes to its own section (``<!-- bench:ray-shipped -->``).
+
 Each Ray run reports the cluster's start, the actors' start (models loaded) and the scan itself;
 the per-call overhead of Ray is measured apart (a round trip to an idle actor). Results of every
 run are checked against the local scan (same verdicts). The report goes to BENCHMARKS.md between
@@ -55,11 +59,29 @@ def load_average() -> list[float]:
         return []
 
 
+def _text(encoders) -> str | None:
+    return None if encoders is None else str(encoders)
+
+
+def shipped_models_dir() -> Path:
+    """The experts' weights for ``--shipped``: ``$DEEPSCAN_MODELS_DIR``, else ``../shared/models``.
+
+    Raises
+    ------
+    SystemExit
+        When neither holds the weights.
+    """
+    folder = Path(os.environ.get("DEEPSCAN_MODELS_DIR") or Path(__file__).resolve().parents[2] / "shared" / "models")
+    if not (folder / "AASIST.pth").is_file():
+        raise SystemExit(f"--shipped needs the experts' weights: set DEEPSCAN_MODELS_DIR (tried {folder})")
+    return folder
+
+
 def run_local(files, encoders, detector, threads: int | None = None) -> tuple[float, list]:
     """Cold scan with the local scanner (its defaults, or ``threads`` torch threads): (seconds, results)."""
     from deepscan.scanner import Scanner
 
-    scanner = Scanner(detector=detector, encoders=str(encoders), cache=False, threads=threads)
+    scanner = Scanner(detector=detector, encoders=_text(encoders), cache=False, threads=threads)
     start = time.perf_counter()
     results = list(scanner.scan(files))
     seconds = time.perf_counter() - start
@@ -78,7 +100,7 @@ def run_ray(files, encoders, detector, actors: int, actor_cpus: float, decode: s
     cluster_s = time.perf_counter() - start
     try:
         start = time.perf_counter()
-        scanner = RayScanner(detector=detector, encoders=str(encoders), cache=False, actors=actors,
+        scanner = RayScanner(detector=detector, encoders=_text(encoders), cache=False, actors=actors,
                              actor_cpus=actor_cpus, decode=decode)
         actors_s = time.perf_counter() - start
         start = time.perf_counter()
@@ -116,7 +138,11 @@ def run(args) -> dict:
 
     spec = QUICK if args.quick else CORPUS
     corpus = build_corpus(spec)
-    encoders, detector = build_encoders()
+    if args.shipped:
+        os.environ["DEEPSCAN_MODELS_DIR"] = str(shipped_models_dir())  # the actors inherit it
+        encoders = detector = None  # the detector that ships: cue fusion, no encoders
+    else:
+        encoders, detector = build_encoders()
     files = [str(p) for p in iter_media_files(corpus)]
     seconds = media_seconds(files)
     cores = len(os.sched_getaffinity(0))
@@ -144,7 +170,8 @@ def run(args) -> dict:
     import torch
 
     return {
-        "command": "python -m bench.ray" + (" --quick" if args.quick else ""),
+        "command": "python -m bench.ray" + (" --quick" if args.quick else "") + (" --shipped" if args.shipped else ""),
+        "detector": "shipped" if args.shipped else "random-init encoders",
         "corpus": {**spec, "files": len(files), "media_seconds": round(seconds, 1)},
         "machine": {"cpu_cores": cores, "cpu_flags": cpu_flags(), "load_average_before": load_before,
                     "load_average_after": load_average(), "platform": platform.platform(),
@@ -161,14 +188,20 @@ def markdown(report: dict) -> str:
     """The BENCHMARKS.md section of a report."""
     c, m, local = report["corpus"], report["machine"], report["local"]
     flags = ", ".join(m["cpu_flags"]) or "none of " + ", ".join(CPU_FLAGS)
+    shipped = report.get("detector") == "shipped"
+    begin, end = markers("ray-shipped") if shipped else (BEGIN, END)
+    models = ("the detector that ships (cue fusion of the experts' scores: AASIST, Meso-4, lip-sync, the "
+              "learned experts; no encoders)" if shipped else
+              "random-init full-size CLIP ViT-B/32 + wav2vec2-base, fp32/auto as the scanner picks")
     lines = [
-        BEGIN,
+        begin,
+        "## Ray, the detector that ships (`python -m bench.ray --shipped`)" if shipped else
         "## Ray (`python -m bench.ray`)",
         "",
         f"Command: `{report['command']}` — corpus: {c['clips']} clips of {c['clip_s']:g} s 1280x720 H.264/AAC, "
         f"{c['images']} images, {c['audios']} audio files of {c['audio_s']:g} s ({c['files']} files, "
-        f"{c['media_seconds']:g} media-s); random-init full-size CLIP ViT-B/32 + wav2vec2-base, fp32/auto as the "
-        f"scanner picks, feature cache off; {m['cpu_cores']} cores, CPU flags: {flags}; torch {m['torch']}, "
+        f"{c['media_seconds']:g} media-s); {models}, "
+        f"feature cache off; {m['cpu_cores']} cores, CPU flags: {flags}; torch {m['torch']}, "
         f"Ray {m['ray']}; load average {m['load_average_before']} before, {m['load_average_after']} after"
         + (" (the machine was shared with other jobs: read the numbers as rough)." if m["shared_with_other_jobs"]
            else "."),
@@ -191,7 +224,7 @@ def markdown(report: dict) -> str:
         lines.append(f"| local `Scanner`, {label} | | | {local[key]} | {rate} | | |")
     trips = ", ".join(f"{r['round_trip_ms']} ms" for r in report["ray"])
     lines += ["", f"Round trip of one call to an idle actor (driver -> actor -> driver): {trips}.", "",
-              "```json", json.dumps(report, indent=1), "```", END]
+              "```json", json.dumps(report, indent=1), "```", end]
     return "\n".join(lines)
 
 
@@ -199,6 +232,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ray", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 clips, 1 image, 1 audio file")
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    parser.add_argument("--shipped", action="store_true",
+                        help="the detector that ships (experts from $DEEPSCAN_MODELS_DIR or ../shared/models)")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("DEEPSCAN_OFFLINE", "1")
@@ -207,7 +242,7 @@ def main(argv=None) -> None:
     os.environ.setdefault("RAY_worker_niceness", "0")
     report = run(args)
     if not args.no_write:
-        write_section("ray", markdown(report))
+        write_section("ray-shipped" if args.shipped else "ray", markdown(report))
     print(json.dumps(report))
 
 
