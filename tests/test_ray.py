@@ -17,9 +17,9 @@ ray = pytest.importorskip(
 pytest.importorskip("pyarrow", reason='pyarrow is not installed (pip install "deepscan[ray]")')
 
 from deepscan import synth  # noqa: E402
-from deepscan.distributed.ray import (  # noqa: E402
-    ACTOR_EXIT_ENV, RayScanner, check_on_ray, list_inputs, read_parquet, restore_uri, write_parquet,
-)
+from deepscan.cli.ray_check import check_on_ray  # noqa: E402
+from deepscan.distributed.ray import ACTOR_EXIT_ENV, RayScanner  # noqa: E402
+from deepscan.distributed.storage import list_inputs, read_parquet, restore_uri, write_parquet  # noqa: E402
 from deepscan.results import ScanResult  # noqa: E402
 from deepscan.scanner import Scanner  # noqa: E402
 from deepscan.writers import JsonLinesWriter  # noqa: E402

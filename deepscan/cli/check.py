@@ -60,8 +60,8 @@ def check(
     from deepscan.faces import FaceDetectorConfig
     from deepscan.scanner import Scanner
 
-    if ray or ray_address or ray_actors:  # deepscan.distributed.ray: same options, results and exit codes
-        from deepscan.distributed.ray import check_on_ray
+    if ray or ray_address or ray_actors:  # deepscan.cli.ray_check: same options, results and exit codes
+        from deepscan.cli.ray_check import check_on_ray
 
         raise typer.Exit(check_on_ray(
             paths, address=ray_address, actors=ray_actors, output=output, output_format=output_format.value,

@@ -1,8 +1,9 @@
 """Scanning on a Ray cluster: the local scanner inside a pool of actors, results exactly once.
 
-The driver (the process that calls :class:`RayScanner` or ``deepscan check --ray``) lists the
-files, local or behind any URI that :mod:`pyarrow.fs` understands (``s3://``, ``gs://``,
-``hdfs://``, ``file://``), and hands them out to a pool of :class:`ScanActor` actors. Each actor
+The driver (the process that calls :class:`RayScanner` or ``deepscan check --ray``, whose
+command-line driver is :mod:`deepscan.cli.ray_check`) lists the files, local or behind any URI
+that :mod:`pyarrow.fs` understands (``s3://``, ``gs://``, ``hdfs://``, ``file://``; see
+:mod:`deepscan.distributed.storage`), and hands them out to a pool of :class:`ScanActor` actors. Each actor
 loads the encoders, the experts, the face detector and the detector checkpoint once (a
 :class:`deepscan.scanner.Scanner` in that process, on a GPU when the cluster has them) and scores
 file after file. Results come back to the driver in completion order, where they are written as
@@ -38,22 +39,17 @@ The feature cache is per node: each actor (and each decoding task) opens the nod
 
 from __future__ import annotations
 
-import io
 import os
-import re
 import tempfile
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from deepscan.errors import (
-    CheckpointError, DecoderCrashedError, DeepscanError, DetectorNotConfiguredError, UnreadableFileError,
-)
+from deepscan.distributed.storage import InputFile, fetch, filesystem_for, is_uri, list_inputs, restore_uri
+from deepscan.errors import CheckpointError, DecoderCrashedError, DeepscanError
 from deepscan.results import ScanResult
 
-__all__ = ["RayScanner", "scan_ray", "ScanActor", "decode_file", "connect", "list_inputs", "InputFile",
-           "restore_uri", "is_uri", "write_parquet", "read_parquet", "check_on_ray", "ACTOR_EXIT_ENV",
+__all__ = ["RayScanner", "scan_ray", "ScanActor", "decode_file", "connect", "require_ray", "ACTOR_EXIT_ENV",
            "RAY_MISSING"]
 
 RAY_MISSING = 'Ray is not installed: pip install "deepscan[ray]" (Ray and pyarrow)'
@@ -63,14 +59,10 @@ DECODE_RETRIES = 2  # Ray retries of a decoding task whose worker died ("tasks" 
 CALLS_IN_FLIGHT = 2  # calls queued per actor: one running, one waiting, so no actor idles between calls
 FILES_PER_CALL = 2  # files per actor call ("actor" mode): their windows share encoder batches
 SPLIT_MAX_WINDOWS = 16  # "tasks" mode: longer files (64 s at 4 s windows) are decoded by their actor
-DOWNLOAD_CHUNK = 1 << 20  # bytes per read when fetching a file from a URI to the node's temp folder
 PASSED_ENV = ("DEEPSCAN_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "DEEPSCAN_CACHE_DIR",
               "DEEPSCAN_MODELS_DIR", "HF_HOME", ACTOR_EXIT_ENV)  # driver settings the actors get too
 DECODE_MODES = ("actor", "tasks")
 START_TIMEOUT_S = 600.0  # s the actors may take to start and load their models (an autoscaler adds nodes meanwhile)
-
-_URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
-_FOLDED_URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/(?!/)")  # what pathlib makes of "s3://b/k": "s3:/b/k"
 
 
 def require_ray():
@@ -92,167 +84,6 @@ def require_ray():
     except ImportError as error:
         raise ImportError(f"{RAY_MISSING} ({error})") from error
     return ray
-
-
-# -- where the files are -------------------------------------------------------------------------
-
-
-def is_uri(text: str) -> bool:
-    """True when ``text`` has a ``scheme://`` prefix (``s3://``, ``gs://``, ``file://``, ...)."""
-    return bool(_URI.match(str(text)))
-
-
-def restore_uri(path) -> str:
-    """A path or URI as text, with the ``//`` that :class:`pathlib.Path` folds restored.
-
-    ``Path("s3://bucket/key")`` prints as ``s3:/bucket/key``; a CLI argument typed as a path comes
-    back that way. Where no such local file exists, the URI is rebuilt: ``s3:/b/k`` ->
-    ``s3://b/k``, ``file:/tmp/x`` -> ``file:///tmp/x``.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-
-    Returns
-    -------
-    str
-    """
-    text = os.fspath(path)
-    match = _FOLDED_URI.match(text)
-    if match is None or os.path.lexists(text):
-        return text
-    scheme, rest = match.group(1), text[match.end():]
-    return f"{scheme}:///{rest}" if scheme.lower() == "file" else f"{scheme}://{rest}"
-
-
-def _filesystem(uri: str):
-    from pyarrow import fs
-
-    return fs.FileSystem.from_uri(uri)
-
-
-@dataclass
-class InputFile:
-    """One file to scan.
-
-    Attributes
-    ----------
-    index : int
-        Position in the listing (input order).
-    source : str
-        The file as reported in its result: the path as given or found, or its URI.
-    local : str or None
-        Absolute local path the actors open (the same on every node: a shared file system);
-        ``None`` for a URI, which each actor or task fetches itself.
-    error : DeepscanError or None
-        Why the file cannot be scanned, found while listing (an unreadable entry).
-    """
-
-    index: int
-    source: str
-    local: str | None
-    error: DeepscanError | None = None
-
-
-def list_inputs(paths, recursive: bool = True) -> list[InputFile]:
-    """Expand local paths and URIs into the files to scan, in a deterministic order.
-
-    Local paths go through :func:`deepscan.media.iter_media_files` (as a local scan: sniffed
-    content, hazards reported). A URI naming a file is kept as is; a URI naming a folder is listed
-    through :mod:`pyarrow.fs` (recursively unless ``recursive`` is false), keeping the files whose
-    extension is in :data:`deepscan.media.MEDIA_EXTENSIONS` (content is not sniffed remotely).
-
-    Parameters
-    ----------
-    paths : str, os.PathLike or iterable of them
-        Files, folders and URIs.
-    recursive : bool
-        Walk into subfolders.
-
-    Returns
-    -------
-    list of InputFile
-
-    Raises
-    ------
-    ImportError
-        For a URI without pyarrow installed.
-    """
-    from deepscan.media import MEDIA_EXTENSIONS, iter_media_files
-
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    out: list[InputFile] = []
-
-    def add(source: str, local: str | None, error: DeepscanError | None = None) -> None:
-        out.append(InputFile(len(out), source, local, error))
-
-    for item in paths:
-        text = restore_uri(item)
-        if not is_uri(text):
-            for found in iter_media_files([text], recursive=recursive,
-                                          on_error=lambda p, e: add(str(p), os.path.abspath(p), e)):
-                add(str(found), os.path.abspath(found))
-            continue
-        from pyarrow import fs
-
-        try:
-            filesystem, root = _filesystem(text)
-            info = filesystem.get_file_info(root)
-        except Exception as error:  # bad URI, missing credentials, unreachable store
-            add(text, None, UnreadableFileError(f"cannot list {text}: {error}", text))
-            continue
-        if info.type != fs.FileType.Directory:
-            add(text, None)  # a file, or missing: the actor's fetch says why
-            continue
-        selector = fs.FileSelector(root, recursive=recursive)
-        base = text.rstrip("/")
-        entries = sorted(filesystem.get_file_info(selector), key=lambda e: e.path)
-        for entry in entries:
-            if entry.type != fs.FileType.File:
-                continue
-            if os.path.splitext(entry.path)[1].lower() not in MEDIA_EXTENSIONS:
-                continue
-            relative = entry.path[len(root.rstrip("/")):].lstrip("/")
-            add(f"{base}/{relative}", None)
-    return out
-
-
-def fetch(source: str, local: str | None, folder: str) -> str:
-    """The local path of a file to scan: ``local`` as is, or a URI copied into ``folder``.
-
-    Parameters
-    ----------
-    source : str
-        The file's path or URI.
-    local : str or None
-        Its local path, when it has one.
-    folder : str
-        Node-local temporary folder for fetched copies (the name keeps the extension).
-
-    Returns
-    -------
-    str
-
-    Raises
-    ------
-    UnreadableFileError
-        When the URI cannot be opened or read.
-    """
-    if local is not None:
-        return local
-    suffix = os.path.splitext(source)[1][:16]
-    target = tempfile.NamedTemporaryFile(dir=folder, suffix=suffix, delete=False)
-    try:
-        filesystem, path = _filesystem(source)
-        with filesystem.open_input_stream(path) as remote, target:
-            while chunk := remote.read(DOWNLOAD_CHUNK):
-                target.write(chunk)
-    except Exception as error:
-        target.close()
-        os.unlink(target.name)
-        raise UnreadableFileError(f"cannot read {source}: {error}", source) from None
-    return target.name
 
 
 def _as_source(result: ScanResult, source: str, local: str) -> ScanResult:
@@ -591,7 +422,7 @@ def _read_blob(path) -> tuple[bytes, str]:
     text = restore_uri(path)
     try:
         if is_uri(text):
-            filesystem, inner = _filesystem(text)
+            filesystem, inner = filesystem_for(text)
             with filesystem.open_input_stream(inner) as stream:
                 return stream.read(), os.path.basename(inner)
         return Path(text).read_bytes(), os.path.basename(text)
@@ -931,280 +762,3 @@ def scan_ray(paths, detector=None, encoders: str | None = None, **options) -> li
         results = list(scanner.scan(paths))
     order = {item.source: item.index for item in list_inputs(paths)}
     return sorted(results, key=lambda r: order.get(r.path, len(order)))
-
-
-# -- Parquet ---------------------------------------------------------------------------------------
-
-PARQUET_SCALARS = (("path", "string"), ("status", "string"), ("reason", "string"), ("verdict", "string"),
-                   ("p_fake", "float64"), ("threshold", "float64"), ("top_modality", "string"),
-                   ("elapsed_s", "float64"))
-PARQUET_JSON = ("modalities", "cues", "windows", "media", "faces", "detector", "thumbnails")
-
-
-def _parquet_schema():
-    import pyarrow as pa
-
-    fields = [pa.field(name, getattr(pa, kind)()) for name, kind in PARQUET_SCALARS]
-    fields += [pa.field(name, pa.string()) for name in PARQUET_JSON]
-    return pa.schema(fields, metadata={b"deepscan": b"scan results: nested fields as JSON text"})
-
-
-def write_parquet(results, target) -> str:
-    """Write results as one Parquet file: a local path or a URI.
-
-    The record is :meth:`ScanResult.to_dict`: its scalar fields are typed columns (``path``,
-    ``status``, ``reason``, ``verdict``, ``p_fake``, ``threshold``, ``top_modality``,
-    ``elapsed_s``), its nested ones (``modalities``, ``cues``, ``windows``, ``media``, ``faces``,
-    ``detector``, ``thumbnails``) JSON text, so that every result has the same columns.
-
-    Parameters
-    ----------
-    results : iterable of ScanResult
-    target : str or os.PathLike
-
-    Returns
-    -------
-    str
-        Where it was written.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from deepscan.writers.safe import json_dumps
-
-    rows = [r.to_dict() for r in results]
-    columns = {name: [row.get(name) for row in rows] for name, _ in PARQUET_SCALARS}
-    columns.update({name: [json_dumps(row.get(name)) for row in rows] for name in PARQUET_JSON})
-    table = pa.Table.from_pydict(columns, schema=_parquet_schema())
-    text = restore_uri(target)
-    if is_uri(text):
-        filesystem, path = _filesystem(text)
-        if "/" in path.strip("/"):
-            filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)  # a no-op on object stores
-        pq.write_table(table, path, filesystem=filesystem)
-    else:
-        Path(text).parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, text)
-    return text
-
-
-def read_parquet(source) -> list[ScanResult]:
-    """Results from a file written by :func:`write_parquet` (local path or URI)."""
-    import json
-
-    import pyarrow.parquet as pq
-
-    text = restore_uri(source)
-    if is_uri(text):
-        filesystem, path = _filesystem(text)
-        table = pq.read_table(path, filesystem=filesystem)
-    else:
-        table = pq.read_table(text)
-    out = []
-    for row in table.to_pylist():
-        for name in PARQUET_JSON:
-            row[name] = json.loads(row[name]) if row.get(name) is not None else None
-        row = {k: v for k, v in row.items() if v is not None or k in dict(PARQUET_SCALARS)}
-        out.append(ScanResult.from_dict(row))
-    return out
-
-
-# -- the CLI ---------------------------------------------------------------------------------------
-
-
-def _open_text_output(target: str | None, prior: bytes, append_local: bool):
-    """A text stream for results: stdout, a local file, or a URI (``prior`` bytes written first)."""
-    import sys
-
-    if target is None:
-        return sys.stdout, False
-    if is_uri(target):
-        filesystem, path = _filesystem(target)
-        if "/" in path.strip("/"):
-            filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        raw = filesystem.open_output_stream(path)
-        if prior:
-            raw.write(prior)
-        return io.TextIOWrapper(raw, encoding="utf-8", newline="", write_through=True), True
-    Path(target).parent.mkdir(parents=True, exist_ok=True)
-    return open(target, "a" if append_local else "w", encoding="utf-8", newline="", buffering=1), True
-
-
-def _prior_results(target: str) -> tuple[list[ScanResult], bytes]:
-    """Results already in a JSON Lines output (local or URI) and, for a URI, the bytes to keep."""
-    from deepscan.cli.check import _resume_from
-    from deepscan.writers.jsonout import read_jsonl
-
-    if not is_uri(target):
-        return _resume_from(Path(target)), b""
-    from pyarrow import fs
-
-    filesystem, path = _filesystem(target)
-    if filesystem.get_file_info(path).type == fs.FileType.NotFound:
-        return [], b""
-    with filesystem.open_input_stream(path) as stream:
-        data = stream.read()
-    data = data[: data.rfind(b"\n") + 1]  # a line cut by a kill is dropped
-    with tempfile.NamedTemporaryFile(suffix=".jsonl") as copy:
-        copy.write(data)
-        copy.flush()
-        return list(read_jsonl(copy.name)), data
-
-
-OUTPUT_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}  # -o name -> format
-
-
-def check_on_ray(paths, *, address=None, actors=None, output=None, output_format="table", resume=False,
-                 html=None, fail_on_fake=False, quiet=False, recursive=True, face_detector="auto", yunet_model=None,
-                 **scanner_options) -> int:
-    """``deepscan check ... --ray``: scan on a cluster, write results as the local check does; the exit code.
-
-    Results stream to ``output`` (a local path or a URI) as JSON Lines or CSV while the scan runs
-    (in completion order); ``table``, ``json`` and ``junit`` are written at the end in input
-    order; an ``output`` ending in ``.parquet`` gets a Parquet file (:func:`write_parquet`) at the
-    end. With the default format (``table``), an output named ``.jsonl``, ``.ndjson``, ``.json`` or
-    ``.csv`` gets that format (:data:`OUTPUT_SUFFIXES`). ``resume`` needs JSON Lines and an
-    output, as locally.
-
-    Parameters
-    ----------
-    paths : list
-        Paths and URIs as the CLI parsed them (``pathlib`` folds ``s3://``; it is restored).
-    address, actors
-        See :class:`RayScanner`.
-    output, output_format, resume, html, fail_on_fake, quiet, recursive, face_detector, yunet_model
-        As ``deepscan check`` (a YuNet file named here must exist on every node).
-    **scanner_options
-        :class:`~deepscan.scanner.Scanner` arguments.
-
-    Returns
-    -------
-    int
-        The exit code (:mod:`deepscan.cli.common`).
-    """
-    from deepscan.cli.check import _streaming_writer, _write_final
-    from deepscan.cli.common import (
-        EXIT_FAKE, EXIT_FILE_ERRORS, EXIT_INTERRUPTED, EXIT_MODEL_ERROR, EXIT_OK, EXIT_USAGE, OutputFormat,
-        progress_enabled, stderr,
-    )
-    from deepscan.errors import ModelLoadingError
-    from deepscan.results import summarize
-    from deepscan.writers.safe import markup_text
-
-    fmt = OutputFormat(output_format)
-    target = restore_uri(output) if output is not None else None
-    if fmt == OutputFormat.table and target is not None:  # the default format, to a file named for another
-        fmt = OutputFormat(OUTPUT_SUFFIXES.get(os.path.splitext(target)[1].lower(), fmt.value))
-    parquet = target is not None and target.lower().endswith(".parquet")
-    sources = [restore_uri(p) for p in paths]
-    missing = [s for s in sources if not is_uri(s) and not os.path.lexists(s)]
-    if missing:
-        stderr.print(f"[red]error:[/] no such file or directory: {markup_text(', '.join(missing))}")
-        return EXIT_USAGE
-    results, prior = [], b""
-    if resume:
-        if fmt != OutputFormat.jsonl or target is None or parquet:
-            stderr.print("[red]error:[/] --resume needs --format jsonl and --output FILE")
-            return EXIT_USAGE
-        try:
-            results, prior = _prior_results(target)
-        except (ValueError, OSError) as error:
-            stderr.print(f"[red]error:[/] cannot resume from {markup_text(target)}: {markup_text(error)}")
-            return EXIT_USAGE
-        if results:
-            stderr.print(f"resuming: {len(results)} files already in {markup_text(target)}")
-    try:
-        if face_detector == "yunet":
-            from deepscan.faces import FaceDetectorConfig
-            from deepscan.weights import model_path
-
-            scanner_options["face_config"] = FaceDetectorConfig(
-                backend="yunet", model_path=str(yunet_model or model_path("yunet", scanner_options.get("models_dir"))))
-        elif face_detector != "auto":
-            from deepscan.faces import FaceDetectorConfig
-
-            scanner_options["face_config"] = FaceDetectorConfig(backend=face_detector)
-        scanner = RayScanner(address=address, actors=actors, **scanner_options)
-    except ImportError as error:
-        stderr.print(f"[red]error:[/] {markup_text(error)}")
-        return EXIT_USAGE
-    except DetectorNotConfiguredError as error:
-        stderr.print(f"[red]error:[/] {error.message}")
-        return EXIT_USAGE
-    except (ModelLoadingError, CheckpointError) as error:
-        stderr.print(f"[red]error:[/] {markup_text(error)}")
-        return EXIT_MODEL_ERROR
-    except (DeepscanError, ValueError, ConnectionError, TimeoutError) as error:
-        stderr.print(f"[red]error:[/] {markup_text(error)}")
-        return EXIT_USAGE
-    if scanner.detector_info.get("label"):
-        stderr.print(f"[bold yellow]{markup_text(scanner.detector_info['label'])}[/]")
-    stderr.print(f"ray: {len(scanner.actors)} actors on {len(scanner.nodes)} node(s), decoding in "
-                 f"{'tasks' if scanner.decode == 'tasks' else 'the actors'}")
-    done = {p for r in results for p in ((r.path,) if is_uri(r.path) else (r.path, os.path.abspath(r.path)))}
-    interrupted = False
-    stream, close = (None, False) if parquet else _open_text_output(target, prior, append_local=resume)
-    try:
-        writer = _streaming_writer(fmt, stream) if stream is not None else None
-        with _file_progress(not progress_enabled(quiet)) as progress:
-            task = progress.add_task("scanning", total=None)
-            try:
-                skip = (lambda p: p in done or (not is_uri(p) and os.path.abspath(p) in done)) if done else None
-                for result in scanner.scan(sources, recursive=recursive, skip=skip):
-                    results.append(result)
-                    progress.update(task, description=f"{len(results)} files", advance=1)
-                    if writer is not None:
-                        writer.write(result)
-            except KeyboardInterrupt:
-                interrupted = True
-            finally:
-                scanner.close()
-        order = {s: i for i, s in enumerate(item.source for item in list_inputs(sources, recursive))}
-        ordered = sorted(results, key=lambda r: order.get(r.path, len(order)))
-        if parquet:
-            write_parquet(ordered, target)
-        elif stream is not None:
-            _write_final(fmt, ordered, stream, target)
-    finally:
-        if close:
-            stream.close()
-    if html is not None:
-        from deepscan.writers.html import write_html
-
-        try:
-            stderr.print(f"report: {markup_text(write_html(ordered, html))}")
-        except OSError as error:
-            stderr.print(f"[red]error:[/] cannot write the HTML report {markup_text(html)}: {markup_text(error)}")
-            return EXIT_USAGE
-    counts = summarize(results)
-    stderr.print(", ".join(f"{v} {k}" for k, v in counts.items()))
-    if interrupted:
-        return EXIT_INTERRUPTED
-    if fail_on_fake and counts["fake"]:
-        return EXIT_FAKE
-    return EXIT_FILE_ERRORS if counts["errors"] else EXIT_OK
-
-
-class _NoProgress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def add_task(self, *args, **kwargs):
-        return 0
-
-    def update(self, *args, **kwargs):
-        pass
-
-
-def _file_progress(disabled: bool):
-    if disabled:
-        return _NoProgress()
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from deepscan.cli.common import stderr
-
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=stderr,
-                    transient=True)

@@ -1,0 +1,176 @@
+"""``deepscan check ... --ray``: the check command's driver on a Ray cluster (:mod:`deepscan.distributed.ray`).
+
+Same options, outputs and exit codes as the local ``check``; outputs may also be URIs and Parquet
+(:mod:`deepscan.distributed.storage`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from deepscan.cli.check import _resume_from, _streaming_writer, _write_final
+from deepscan.cli.common import (
+    EXIT_FAKE, EXIT_FILE_ERRORS, EXIT_INTERRUPTED, EXIT_MODEL_ERROR, EXIT_OK, EXIT_USAGE, OutputFormat,
+    progress_enabled, stderr,
+)
+from deepscan.distributed.storage import (
+    is_uri, list_inputs, open_text_output, prior_jsonl_results, restore_uri, write_parquet,
+)
+from deepscan.errors import CheckpointError, DeepscanError, DetectorNotConfiguredError, ModelLoadingError
+from deepscan.results import counts_line, summarize
+from deepscan.writers.safe import markup_text
+
+__all__ = ["check_on_ray", "OUTPUT_SUFFIXES"]
+
+OUTPUT_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}  # -o name -> format
+
+
+def check_on_ray(paths, *, address=None, actors=None, output=None, output_format="table", resume=False,
+                 html=None, fail_on_fake=False, quiet=False, recursive=True, face_detector="auto", yunet_model=None,
+                 **scanner_options) -> int:
+    """``deepscan check ... --ray``: scan on a cluster, write results as the local check does; the exit code.
+
+    Results stream to ``output`` (a local path or a URI) as JSON Lines or CSV while the scan runs
+    (in completion order); ``table``, ``json`` and ``junit`` are written at the end in input
+    order; an ``output`` ending in ``.parquet`` gets a Parquet file (:func:`~deepscan.distributed.storage.write_parquet`) at the
+    end. With the default format (``table``), an output named ``.jsonl``, ``.ndjson``, ``.json`` or
+    ``.csv`` gets that format (:data:`OUTPUT_SUFFIXES`). ``resume`` needs JSON Lines and an
+    output, as locally.
+
+    Parameters
+    ----------
+    paths : list
+        Paths and URIs as the CLI parsed them (``pathlib`` folds ``s3://``; it is restored).
+    address, actors
+        See :class:`~deepscan.distributed.ray.RayScanner`.
+    output, output_format, resume, html, fail_on_fake, quiet, recursive, face_detector, yunet_model
+        As ``deepscan check`` (a YuNet file named here must exist on every node).
+    **scanner_options
+        :class:`~deepscan.scanner.Scanner` arguments.
+
+    Returns
+    -------
+    int
+        The exit code (:mod:`deepscan.cli.common`).
+    """
+    from deepscan.distributed.ray import RayScanner
+
+    fmt = OutputFormat(output_format)
+    target = restore_uri(output) if output is not None else None
+    if fmt == OutputFormat.table and target is not None:  # the default format, to a file named for another
+        fmt = OutputFormat(OUTPUT_SUFFIXES.get(os.path.splitext(target)[1].lower(), fmt.value))
+    parquet = target is not None and target.lower().endswith(".parquet")
+    sources = [restore_uri(p) for p in paths]
+    missing = [s for s in sources if not is_uri(s) and not os.path.lexists(s)]
+    if missing:
+        stderr.print(f"[red]error:[/] no such file or directory: {markup_text(', '.join(missing))}")
+        return EXIT_USAGE
+    results, prior = [], b""
+    if resume:
+        if fmt != OutputFormat.jsonl or target is None or parquet:
+            stderr.print("[red]error:[/] --resume needs --format jsonl and --output FILE")
+            return EXIT_USAGE
+        try:
+            results, prior = prior_jsonl_results(target) if is_uri(target) else (_resume_from(Path(target)), b"")
+        except (ValueError, OSError) as error:
+            stderr.print(f"[red]error:[/] cannot resume from {markup_text(target)}: {markup_text(error)}")
+            return EXIT_USAGE
+        if results:
+            stderr.print(f"resuming: {len(results)} files already in {markup_text(target)}")
+    try:
+        if face_detector == "yunet":
+            from deepscan.faces import FaceDetectorConfig
+            from deepscan.weights import model_path
+
+            scanner_options["face_config"] = FaceDetectorConfig(
+                backend="yunet", model_path=str(yunet_model or model_path("yunet", scanner_options.get("models_dir"))))
+        elif face_detector != "auto":
+            from deepscan.faces import FaceDetectorConfig
+
+            scanner_options["face_config"] = FaceDetectorConfig(backend=face_detector)
+        scanner = RayScanner(address=address, actors=actors, **scanner_options)
+    except ImportError as error:
+        stderr.print(f"[red]error:[/] {markup_text(error)}")
+        return EXIT_USAGE
+    except DetectorNotConfiguredError as error:
+        stderr.print(f"[red]error:[/] {error.message}")
+        return EXIT_USAGE
+    except (ModelLoadingError, CheckpointError) as error:
+        stderr.print(f"[red]error:[/] {markup_text(error)}")
+        return EXIT_MODEL_ERROR
+    except (DeepscanError, ValueError, ConnectionError, TimeoutError) as error:
+        stderr.print(f"[red]error:[/] {markup_text(error)}")
+        return EXIT_USAGE
+    if scanner.detector_info.get("label"):
+        stderr.print(f"[bold yellow]{markup_text(scanner.detector_info['label'])}[/]")
+    stderr.print(f"ray: {len(scanner.actors)} actors on {len(scanner.nodes)} node(s), decoding in "
+                 f"{'tasks' if scanner.decode == 'tasks' else 'the actors'}")
+    done = {p for r in results for p in ((r.path,) if is_uri(r.path) else (r.path, os.path.abspath(r.path)))}
+    interrupted = False
+    stream, close = (None, False) if parquet else open_text_output(target, prior, append_local=resume)
+    try:
+        writer = _streaming_writer(fmt, stream) if stream is not None else None
+        with _file_progress(not progress_enabled(quiet)) as progress:
+            task = progress.add_task("scanning", total=None)
+            try:
+                skip = (lambda p: p in done or (not is_uri(p) and os.path.abspath(p) in done)) if done else None
+                for result in scanner.scan(sources, recursive=recursive, skip=skip):
+                    results.append(result)
+                    progress.update(task, description=f"{len(results)} files", advance=1)
+                    if writer is not None:
+                        writer.write(result)
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
+                scanner.close()
+        order = {s: i for i, s in enumerate(item.source for item in list_inputs(sources, recursive))}
+        ordered = sorted(results, key=lambda r: order.get(r.path, len(order)))
+        if parquet:
+            write_parquet(ordered, target)
+        elif stream is not None:
+            _write_final(fmt, ordered, stream, target)
+    finally:
+        if close:
+            stream.close()
+    if html is not None:
+        from deepscan.writers.html import write_html
+
+        try:
+            stderr.print(f"report: {markup_text(write_html(ordered, html))}")
+        except OSError as error:
+            stderr.print(f"[red]error:[/] cannot write the HTML report {markup_text(html)}: {markup_text(error)}")
+            return EXIT_USAGE
+    counts = summarize(results)
+    if not results and not interrupted:
+        stderr.print("[yellow]warning:[/] no media files found in " + ", ".join(markup_text(s) for s in sources))
+    if not (fmt == OutputFormat.table and target is None):  # the table's caption says it already
+        stderr.print(counts_line(counts))
+    if interrupted:
+        return EXIT_INTERRUPTED
+    if fail_on_fake and counts["fake"]:
+        return EXIT_FAKE
+    return EXIT_FILE_ERRORS if counts["errors"] else EXIT_OK
+
+
+class _NoProgress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, *args, **kwargs):
+        return 0
+
+    def update(self, *args, **kwargs):
+        pass
+
+
+def _file_progress(disabled: bool):
+    if disabled:
+        return _NoProgress()
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=stderr,
+                    transient=True)
