@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from deepscan.cli.check import _resume_from, _streaming_writer, _write_final
+from deepscan.cli.check import _NoProgress, _resume_from, _streaming_writer, _write_final
 from deepscan.cli.common import (
     EXIT_FAKE, EXIT_FILE_ERRORS, EXIT_INTERRUPTED, EXIT_MODEL_ERROR, EXIT_OK, EXIT_USAGE, OutputFormat,
     progress_enabled, stderr,
@@ -151,20 +151,6 @@ def check_on_ray(paths, *, address=None, actors=None, output=None, output_format
     if fail_on_fake and counts["fake"]:
         return EXIT_FAKE
     return EXIT_FILE_ERRORS if counts["errors"] else EXIT_OK
-
-
-class _NoProgress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def add_task(self, *args, **kwargs):
-        return 0
-
-    def update(self, *args, **kwargs):
-        pass
 
 
 def _file_progress(disabled: bool):
