@@ -106,6 +106,19 @@ def test_check_jsonl_and_csv(media, detector):
     assert all("DEMO" in r["detector_label"] for r in rows[:2])
 
 
+def test_output_extension_picks_the_format_unless_one_is_given(media, detector, tmp_path):
+    args = ["check", str(media / "b.png"), "--detector", str(detector), "--encoders", "debug", "-q"]
+    for name in ("out.jsonl", "out.json", "out.csv", "out.xml", "out.txt"):
+        assert runner.invoke(app, args + ["-o", str(tmp_path / name)]).exit_code == EXIT_OK
+    assert json.loads((tmp_path / "out.jsonl").read_text().splitlines()[0])["status"] == "ok"
+    assert json.loads((tmp_path / "out.json").read_text())[0]["status"] == "ok"
+    assert next(csv.DictReader(io.StringIO((tmp_path / "out.csv").read_text())))["status"] == "ok"
+    assert (tmp_path / "out.xml").read_text().startswith("<?xml") and "<testsuite" in (tmp_path / "out.xml").read_text()
+    assert "b.png" in (tmp_path / "out.txt").read_text() and "verdict" in (tmp_path / "out.txt").read_text()  # a table
+    assert runner.invoke(app, args + ["-f", "table", "-o", str(tmp_path / "t.jsonl")]).exit_code == EXIT_OK
+    assert "verdict" in (tmp_path / "t.jsonl").read_text()  # --format wins over the extension
+
+
 def test_fail_on_fake_gates_ci(media, tmp_path):
     always_fake = make_detector(tmp_path / "fake.safetensors", threshold=0.0)
     args = ["check", str(media / "b.png"), "--detector", str(always_fake), "--encoders", "debug", "-q", "--format", "json"]

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from deepscan.cli.common import (
-    EXIT_FAKE, EXIT_FILE_ERRORS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, OutputFormat, open_output,
+    EXIT_FAKE, EXIT_FILE_ERRORS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, OutputFormat, open_output, output_format_for,
     progress_enabled, scanner_or_exit, stderr,
 )
 from deepscan.results import counts_line, summarize
@@ -27,8 +27,10 @@ def check(
         None, "--encoders", help="Encoders: default, debug, or a directory with image/ and audio/; by default the detector's own."),
     image_encoder: Optional[str] = typer.Option(None, "--image-encoder", help="Image encoder: hub id or local directory."),
     audio_encoder: Optional[str] = typer.Option(None, "--audio-encoder", help="Audio encoder: hub id or local directory."),
-    output_format: OutputFormat = typer.Option(
-        OutputFormat.table, "--format", "-f", help="table (people), json, jsonl, csv, or junit (CI)."),
+    output_format: Optional[OutputFormat] = typer.Option(
+        None, "--format", "-f", show_default=False,
+        help="table (people), json, jsonl, csv, or junit (CI). Default: from --output's extension "
+             "(.jsonl, .json, .csv, .xml), else table."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write results to this file instead of stdout."),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML report to this file."),
     fail_on_fake: bool = typer.Option(False, "--fail-on-fake", help="Exit with code 1 when any file is judged fake."),
@@ -64,13 +66,14 @@ def check(
         from deepscan.cli.ray_check import check_on_ray
 
         raise typer.Exit(check_on_ray(
-            paths, address=ray_address, actors=ray_actors, output=output, output_format=output_format.value,
+            paths, address=ray_address, actors=ray_actors, output=output, output_format=output_format,
             resume=resume, html=html, fail_on_fake=fail_on_fake, quiet=quiet, recursive=recursive,
             face_detector=face_detector, yunet_model=yunet_model, detector=detector, encoders=encoders,
             image_encoder=image_encoder, audio_encoder=audio_encoder, device=device, precision=precision,
             batch_frames=batch_size, cache=(cache_dir or True) if use_cache else False, experts=experts,
             models_dir=models_dir))
 
+    output_format = output_format_for(output_format, output)
     missing = [str(p) for p in paths if not p.exists() and not p.is_symlink()]
     if missing:
         stderr.print(f"[red]error:[/] no such file or directory: {markup_text(', '.join(missing))}")

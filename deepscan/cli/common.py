@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +28,32 @@ class OutputFormat(str, enum.Enum):
     jsonl = "jsonl"
     csv = "csv"
     junit = "junit"
+
+
+OUTPUT_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
+                   ".xml": "junit"}  # --output's extension -> the format it gets when --format is not given
+
+
+def output_format_for(requested: "OutputFormat | None", output) -> "OutputFormat":
+    """The format results are written in: the one asked for, else the output's extension's, else a table.
+
+    Parameters
+    ----------
+    requested : OutputFormat or None
+        ``--format`` as given; ``None`` when it was not.
+    output : str or os.PathLike or None
+        ``--output`` (a path or URI); ``None`` for stdout.
+
+    Returns
+    -------
+    OutputFormat
+        ``requested`` when given; else :data:`OUTPUT_SUFFIXES`'s format for ``output``'s extension
+        (``results.jsonl`` -> ``jsonl``); else ``table``.
+    """
+    if requested is not None:
+        return OutputFormat(requested)
+    suffix = os.path.splitext(os.fspath(output))[1].lower() if output is not None else ""
+    return OutputFormat(OUTPUT_SUFFIXES.get(suffix, "table"))
 
 
 @contextlib.contextmanager

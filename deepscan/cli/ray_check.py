@@ -12,7 +12,7 @@ from pathlib import Path
 from deepscan.cli.check import _NoProgress, _resume_from, _streaming_writer, _write_final
 from deepscan.cli.common import (
     EXIT_FAKE, EXIT_FILE_ERRORS, EXIT_INTERRUPTED, EXIT_MODEL_ERROR, EXIT_OK, EXIT_USAGE, OutputFormat,
-    progress_enabled, stderr,
+    output_format_for, progress_enabled, stderr,
 )
 from deepscan.distributed.storage import (
     is_uri, list_inputs, open_text_output, prior_jsonl_results, restore_uri, write_parquet,
@@ -21,22 +21,19 @@ from deepscan.errors import CheckpointError, DeepscanError, DetectorNotConfigure
 from deepscan.results import counts_line, summarize
 from deepscan.writers.safe import markup_text
 
-__all__ = ["check_on_ray", "OUTPUT_SUFFIXES"]
+__all__ = ["check_on_ray"]
 
-OUTPUT_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}  # -o name -> format
-
-
-def check_on_ray(paths, *, address=None, actors=None, output=None, output_format="table", resume=False,
+def check_on_ray(paths, *, address=None, actors=None, output=None, output_format=None, resume=False,
                  html=None, fail_on_fake=False, quiet=False, recursive=True, face_detector="auto", yunet_model=None,
                  **scanner_options) -> int:
     """``deepscan check ... --ray``: scan on a cluster, write results as the local check does; the exit code.
 
     Results stream to ``output`` (a local path or a URI) as JSON Lines or CSV while the scan runs
     (in completion order); ``table``, ``json`` and ``junit`` are written at the end in input
-    order; an ``output`` ending in ``.parquet`` gets a Parquet file (:func:`~deepscan.distributed.storage.write_parquet`) at the
-    end. With the default format (``table``), an output named ``.jsonl``, ``.ndjson``, ``.json`` or
-    ``.csv`` gets that format (:data:`OUTPUT_SUFFIXES`). ``resume`` needs JSON Lines and an
-    output, as locally.
+    order; an ``output`` ending in ``.parquet`` gets a Parquet file at the end
+    (:func:`~deepscan.distributed.storage.write_parquet`). Without ``output_format``, the output's
+    extension picks it (:func:`deepscan.cli.common.output_format_for`), as locally. ``resume``
+    needs JSON Lines and an output, as locally.
 
     Parameters
     ----------
@@ -56,10 +53,8 @@ def check_on_ray(paths, *, address=None, actors=None, output=None, output_format
     """
     from deepscan.distributed.ray import RayScanner
 
-    fmt = OutputFormat(output_format)
     target = restore_uri(output) if output is not None else None
-    if fmt == OutputFormat.table and target is not None:  # the default format, to a file named for another
-        fmt = OutputFormat(OUTPUT_SUFFIXES.get(os.path.splitext(target)[1].lower(), fmt.value))
+    fmt = output_format_for(output_format, target)
     parquet = target is not None and target.lower().endswith(".parquet")
     sources = [restore_uri(p) for p in paths]
     missing = [s for s in sources if not is_uri(s) and not os.path.lexists(s)]
