@@ -96,7 +96,10 @@ def build_fusion_result(state: FileState, fusion, detector_info: dict, elapsed_s
     The file's cues (:func:`file_cues`) go through the fusion model of its media kind; the verdict
     compares the fused ``p_fake`` with that kind's threshold. Where none of the model's cues applies
     (no face, no speech, no expert for this kind of fake), the verdict is ``"unknown"`` with the
-    cues' reasons, never a guess. Each modality's ``p_fake`` is the mean of the scores of its cues
+    cues' reasons, never a guess. Where a cue the model uses could not run because its expert's
+    weights could not be had, the verdict is ``"unknown"`` too: the model and its threshold were
+    fitted with that cue, and without it the fused score would read its absence as no evidence.
+    Each modality's ``p_fake`` is the mean of the scores of its cues
     that the kind's model uses (the ones the verdict rests on); a modality whose cues it does not
     use says so.
     """
@@ -126,9 +129,13 @@ def build_fusion_result(state: FileState, fusion, detector_info: dict, elapsed_s
                          "reason": reason}
     present = {m: v["p_fake"] for m, v in modalities.items() if v["p_fake"] is not None}
     top = max(present, key=present.get) if present else None
+    missing = [n for n in (fusion.kinds[kind].cues if kind in fusion.kinds else ()) if n in experts_config.unavailable]
     if kind not in fusion.kinds:
         why = (fusion.provenance.get("kinds_without_a_model") or {}).get(kind, "no training data")
         verdict, p_fake, reason = VERDICT_UNKNOWN, None, f"no validated model for {kind} media ({why})"
+    elif missing:
+        verdict, p_fake = VERDICT_UNKNOWN, None
+        reason = f"{', '.join(missing)}: {experts_config.unavailable[missing[0]]}"
     elif logit is None:
         why = sorted({c["reason"] for c in cues.values() if c.get("reason")})
         verdict, p_fake, reason = VERDICT_UNKNOWN, None, "no cue applies: " + ("; ".join(why) or "none ran")

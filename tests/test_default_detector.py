@@ -73,3 +73,32 @@ def test_check_with_no_flags_gives_every_sample_a_verdict_in_80_columns(tmp_path
     text = " ".join(result.output.split())
     assert "detector: cue fusion of" in text and "DEMO" not in text
     assert f"{len(names)} files" in text and "0 errors" in text
+
+
+def test_without_an_experts_weights_its_files_are_unknown_and_the_reason_is_said_once(tmp_path, monkeypatch):
+    """Offline with no weights folder: AASIST cannot be had, so audio gets `unknown`, not a verdict
+    that reads the missing cue as no evidence; images (their cue ships in the package) still get one."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from deepscan import synth
+    from deepscan.cli import app
+
+    for name in ("DEEPSCAN_MODELS_DIR", "DEEPSCAN_DETECTOR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DEEPSCAN_OFFLINE", "1")
+    monkeypatch.setenv("DEEPSCAN_CACHE_DIR", str(tmp_path / "cache"))
+    synth.write_audio(tmp_path / "voice.wav", duration_s=3.0, seed=3)
+    synth.write_image(tmp_path / "face.png", seed=4)
+    result = CliRunner().invoke(app, ["check", str(tmp_path / "voice.wav"), str(tmp_path / "face.png"),
+                                      "-f", "jsonl", "-q"])
+    assert result.exit_code == 0, result.output
+    records = {r["path"].rsplit("/", 1)[-1]: r for r in map(json.loads, result.stdout.splitlines())}
+    voice, face = records["voice.wav"], records["face.png"]
+    assert voice["verdict"] == "unknown" and voice["p_fake"] is None
+    assert voice["reason"].startswith("aasist") and voice["reason"].endswith("weights not available")
+    assert voice["cues"]["aasist"] == {"p_fake": None, "reason": "weights not available", "windows": 0}
+    assert face["verdict"] in ("real", "fake") and face["p_fake"] is not None
+    assert result.stderr.count("expert aasist is not available") == 1  # the whole message, once
+    assert "deepscan models download" in result.stderr

@@ -79,7 +79,8 @@ def test_offline_without_weights_reports_the_cue_absent_with_its_reason(tmp_path
     monkeypatch.delenv("DEEPSCAN_MODELS_DIR", raising=False)
     config = resolve_experts("auto")
     assert not {"aasist", "meso4"} & set(config.cues)
-    assert "deepscan models download" in config.unavailable["aasist"]
+    assert config.unavailable["aasist"] == "weights not available"  # short: it is every result's reason
+    assert "deepscan models download" in config.problems["aasist"]  # the whole story, said once
     clip = synth.write_clip(tmp_path / "clip.mp4", duration_s=2.0, seed=1)
     detector = make_detector(tmp_path / "d.safetensors")
     scanner = Scanner(detector=detector, encoders="debug", workers=0, cache=False)

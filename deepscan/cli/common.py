@@ -76,7 +76,7 @@ def scanner_or_exit(build):
     """Run ``build()`` (which makes a :class:`deepscan.scanner.Scanner`) and turn its errors into exit codes.
 
     The detector's label (a demo or untrained detector) is printed on stderr, as every command that
-    scans says it.
+    scans says it, and so is why each expert that could not be had is missing (once per scan).
 
     Parameters
     ----------
@@ -111,4 +111,6 @@ def scanner_or_exit(build):
         raise typer.Exit(EXIT_USAGE)
     if scanner.detector_info.get("label"):
         stderr.print(f"[bold yellow]{markup_text(scanner.detector_info['label'])}[/]")
+    for name, problem in scanner.experts_config.problems.items():  # once here, not in every result's reason
+        stderr.print(f"[yellow]warning:[/] expert {name} is not available: {markup_text(problem)}")
     return scanner

@@ -98,7 +98,11 @@ class ExpertsConfig:
         Cue name -> ``{"expert", "weights_sha256", "trained_on", "detects", "licence"}`` as
         results report it.
     unavailable : dict
-        Cue name -> reason, for asked-for cues whose weights could not be had (reported absent).
+        Cue name -> short reason (:data:`WEIGHTS_UNAVAILABLE`, ...), for asked-for cues whose weights
+        could not be had: each result reports the cue absent with this reason.
+    problems : dict
+        Cue name -> the whole message of why its weights could not be had (the file, the network
+        error, what to run), said once per scan rather than in every result.
     speech : bool
         Whether speech presence (silero-vad) gates the audio cues.
     """
@@ -107,6 +111,7 @@ class ExpertsConfig:
     paths: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     unavailable: dict = field(default_factory=dict)
+    problems: dict = field(default_factory=dict)
     speech: bool = True
 
     def key(self) -> dict:
@@ -115,6 +120,7 @@ class ExpertsConfig:
                 "speech": self.speech, "format": EVIDENCE_FORMAT}
 
 
+WEIGHTS_UNAVAILABLE = "weights not available"  # a cue's reason when its expert's weights could not be had
 EVIDENCE_FORMAT = 1  # bump when an expert's preprocessing or its cue's meaning changes
 
 
@@ -153,7 +159,7 @@ def resolve_experts(names="auto", models_dir: str | os.PathLike | None = None) -
     unknown = [n for n in wanted if n not in CUES]
     if unknown:
         raise ValueError(f"unknown expert(s) {', '.join(unknown)}; known: {', '.join(CUES)}")
-    cues, paths, provenance, unavailable = [], {}, {}, {}
+    cues, paths, provenance, unavailable, problems = [], {}, {}, {}, {}
     for name in wanted:
         registry, _ = CUES[name]
         if name in LEARNED:
@@ -162,6 +168,7 @@ def resolve_experts(names="auto", models_dir: str | os.PathLike | None = None) -
                 if strict:
                     raise ModelLoadingError(f"the {name} expert's weights are not in this installation: {path}")
                 unavailable[name] = "weights not shipped in this installation"
+                problems[name] = f"the {name} expert's weights are not in this installation ({path})"
                 continue
             cues.append(name)
             paths[name] = path
@@ -180,13 +187,14 @@ def resolve_experts(names="auto", models_dir: str | os.PathLike | None = None) -
         except ModelLoadingError as error:
             if strict:
                 raise
-            unavailable[name] = f"weights not available: {error.message}"
+            unavailable[name] = WEIGHTS_UNAVAILABLE
+            problems[name] = error.message
             continue
         cues.append(name)
         paths[name] = str(path)
         provenance[name] = {"expert": entry.name, "weights_sha256": entry.sha256, "licence": entry.licence,
                             "trained_on": entry.trained_on, "detects": entry.detects}
-    return ExpertsConfig(tuple(cues), paths, provenance, unavailable, speech=True)
+    return ExpertsConfig(tuple(cues), paths, provenance, unavailable, problems, speech=True)
 
 
 def _learned_provenance(name: str, path: str) -> dict:
