@@ -62,7 +62,7 @@ __all__ = [
 SAMPLE_RATE = 16_000  # Hz, what wav2vec2 expects
 WINDOW_SECONDS = 4.0  # s, length of one analysis window
 VISUAL_FPS = 8.0  # frames per second sampled for the visual modalities
-MIN_AUDIO_SAMPLES = 400  # wav2vec2's receptive field at 16 kHz (25 ms)
+MIN_AUDIO_SAMPLES = 400  # the shortest audio scored: 25 ms at 16 kHz, wav2vec2's receptive field
 
 MAX_DURATION_S = 6 * 3600.0  # s, longest media accepted by default
 MAX_PIXELS = 16_384 * 16_384  # pixels per frame or image (decompression-bomb guard)
@@ -951,7 +951,7 @@ def _probe_av(path, size_bytes: int, sniffed: str | None, limits: MediaLimits) -
                     and duration * SAMPLE_RATE < MIN_AUDIO_SAMPLES - 0.5):
                 raise AudioTooShortError(
                     f"audio lasts {duration * 1000:.0f} ms ({duration * SAMPLE_RATE:.0f} samples at "
-                    f"{SAMPLE_RATE} Hz), shorter than the {MIN_AUDIO_SAMPLES} samples wav2vec2 needs", path,
+                    f"{SAMPLE_RATE} Hz), shorter than the {MIN_AUDIO_SAMPLES} samples (25 ms) deepscan needs to score audio", path,
                 )
         return info
     finally:
@@ -1422,7 +1422,7 @@ def _iter_av(path, info: MediaInfo, window_s, visual_fps, limits, video_wanted=T
         if info.kind == "audio" and asm.audio_total < MIN_AUDIO_SAMPLES:
             raise AudioTooShortError(
                 f"audio has {asm.audio_total} samples at {SAMPLE_RATE} Hz, fewer than the "
-                f"{MIN_AUDIO_SAMPLES} wav2vec2 needs", path,
+                f"{MIN_AUDIO_SAMPLES} (25 ms) deepscan needs to score audio", path,
             )
         yield from asm.finish()
     except av.error.FFmpegError as error:
@@ -1536,7 +1536,7 @@ def _iter_array(source, window_s, visual_fps, limits):
     if duration * SAMPLE_RATE < MIN_AUDIO_SAMPLES - 0.5:
         raise AudioTooShortError(
             f"audio has {duration * SAMPLE_RATE:.0f} samples at {SAMPLE_RATE} Hz, fewer than the "
-            f"{MIN_AUDIO_SAMPLES} wav2vec2 needs"
+            f"{MIN_AUDIO_SAMPLES} (25 ms) deepscan needs to score audio"
         )
 
     def generate():
@@ -1716,7 +1716,8 @@ def load_waveform(source, limits: MediaLimits = DEFAULT_LIMITS) -> np.ndarray:
     wave = np.concatenate(parts) if parts else np.zeros((0,), np.float32)
     if wave.size < MIN_AUDIO_SAMPLES:
         raise AudioTooShortError(
-            f"audio has {wave.size} samples at {SAMPLE_RATE} Hz, fewer than the {MIN_AUDIO_SAMPLES} wav2vec2 needs",
+            f"audio has {wave.size} samples at {SAMPLE_RATE} Hz, fewer than the {MIN_AUDIO_SAMPLES} (25 ms) "
+            "deepscan needs to score audio",
             None if isinstance(source, (tuple, np.ndarray)) else source,
         )
     return wave

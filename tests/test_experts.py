@@ -144,3 +144,20 @@ def test_silence_leaves_the_audio_cues_unknown_with_no_speech(tmp_path):
     experts = Experts(config)
     evidence = experts.run(None, np.zeros(0), np.zeros(64000, np.float32), 0.0, None, False)
     assert evidence.speech == 0.0 and evidence.cues["av_sync"]["reason"] in ("no speech", "no frames")
+
+
+def test_generated_image_cue_is_absent_on_images_too_small_or_flat_to_read(tmp_path):
+    """Mirror-padding a 1x1 image, or a uniform one, leaves no texture: no score, a reason, and the
+    shipped detector says `unknown` for such an image instead of a confident `real`."""
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(np.full((1, 1, 3), 200, np.uint8)).save(tmp_path / "dot.png")
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(tmp_path / "flat.png")
+    synth.write_image(tmp_path / "face.png", seed=4)
+    scanner = Scanner(workers=0, cache=False, experts="generated_image")  # the detector that ships
+    results = {r.path.rsplit("/", 1)[-1]: r for r in scanner.scan(tmp_path)}
+    assert results["dot.png"].cues["generated_image"]["reason"] == "image under 64x64 px"
+    assert results["flat.png"].cues["generated_image"]["reason"] == "flat image"
+    assert results["dot.png"].verdict == results["flat.png"].verdict == "unknown"
+    assert results["face.png"].cues["generated_image"]["p_fake"] is not None

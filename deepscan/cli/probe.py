@@ -124,7 +124,8 @@ def _table(records: list[dict], width: int = 80, cwd: str | None = None) -> Tabl
         name = terminal_text(relative_to(r["path"], root))
         if r["status"] != "ok":
             rows.append([name, "error", "", "", "", "", ""])
-            notes.append(r["reason"] + (f": {r['message']}" if r.get("message") else ""))
+            message = r.get("message") or ""
+            notes.append(message if message.startswith(r["reason"]) else r["reason"] + (f": {message}" if message else ""))
             continue
         duration = "" if r["kind"] == "image" else f"{r['duration_s']:.1f} s" if r["duration_s"] is not None else "?"
         rows.append([name, r["kind"] or "", duration,
@@ -136,7 +137,8 @@ def _table(records: list[dict], width: int = 80, cwd: str | None = None) -> Tabl
         headers, rows = headers[:6], [row[:6] for row in rows]
     widths = [max(cell_len(h), *(cell_len(str(row[i])) for row in rows)) for i, h in enumerate(headers)]
     fixed = sum(w + 1 for w in widths[1:])  # each column and the divider (a space) before it
-    file_width = max(12, min(widths[0], width - fixed))
+    longest_note = max((cell_len(terminal_text(n)) for n in notes if n), default=0)
+    file_width = max(12, min(max(widths[0], longest_note), width - fixed))  # an error's note wraps under its name
     table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=0,
                   title_justify="left", expand=False)
     table.add_column("file", width=file_width, overflow="fold")

@@ -121,7 +121,8 @@ class ExpertsConfig:
 
 
 WEIGHTS_UNAVAILABLE = "weights not available"  # a cue's reason when its expert's weights could not be had
-EVIDENCE_FORMAT = 1  # bump when an expert's preprocessing or its cue's meaning changes
+EVIDENCE_FORMAT = 2  # bump when an expert's preprocessing or its cue's meaning changes
+FLAT_FRAME_STD = 0.5  # grey levels: a frame this uniform gives the generated-image expert nothing to read
 
 
 def resolve_experts(names="auto", models_dir: str | os.PathLike | None = None) -> ExpertsConfig:
@@ -380,7 +381,13 @@ class Experts:
         if frames is None or not len(frames):
             return cue(reason="no frames")
         middle = len(frames) // 2
-        p_fake, token = self.learned["generated_image"].score(frames[middle])
+        expert, frame = self.learned["generated_image"], frames[middle]
+        patch = expert.net.config.patch
+        if min(frame.shape[:2]) < patch:  # mirror padding would make up the texture it reads
+            return cue(reason=f"image under {patch}x{patch} px")
+        if float(frame.std()) < FLAT_FRAME_STD:  # a uniform frame: no high-frequency residual to read
+            return cue(reason="flat image")
+        p_fake, token = expert.score(frame)
         evidence.tokens["generated_image"] = (
             torch.as_tensor(np.asarray(token), dtype=torch.float32)[None],
             torch.tensor([float(frame_times_s[middle]) - start_s], dtype=torch.float32))

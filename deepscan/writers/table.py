@@ -36,7 +36,6 @@ CUE_HEADERS = {"aasist": "aas", "aasist-l": "aasL", "meso4": "meso", "meso4-f2f"
 SUPERSCRIPTS = "¹²³⁴⁵⁶⁷⁸⁹"
 ABSENT = "–"
 MIN_FILE_WIDTH = 12  # the file column never gets narrower than this (names are cut in the middle)
-MIN_NOTE_WIDTH = 24  # a note (why no verdict, why an error) wraps under the name at least this wide
 WANT_FILE_WIDTH = 28  # below this, the face counts make room for the names
 COLUMN_PADDING = 0  # padding right of a column; the box's vertical divider is a space
 COLUMN_GAP = COLUMN_PADDING + 1  # cells between two columns
@@ -137,8 +136,9 @@ class ResultTable:
         headers = ["file", "verdict", "p_fake", *(["thr"] if per_file_threshold else []),
                    *(cue_header(n) for n in scored), *(MODALITIES if show_modalities else ()), "faces"]
         longest_name = max((cell_len(row[0]) for row in rows), default=4)
-        has_note = any(notes)
-        want_file = max(longest_name, MIN_NOTE_WIDTH if has_note else 0, MIN_FILE_WIDTH)
+        longest_note = max((cell_len(terminal_text(n)) for n in notes if n), default=0)
+        # a note (why no verdict, why an error) wraps under its name: the column widens for it, up to the console
+        want_file = max(longest_name, min(longest_note, width), MIN_FILE_WIDTH)
 
         def fixed(hdrs, rws) -> int:  # the columns after the name, and the gaps between all columns
             return sum(max([cell_len(h)] + [cell_len(str(row[i])) for row in rws]) for i, h in enumerate(hdrs)
