@@ -54,6 +54,7 @@ DEFAULT_BATCH = 150  # cases per scanner process (its start-up, ~10 s, is paid o
 STALL_S = 60.0  # s without a new result before the scan counts as hung on the next case
 RSS_LIMIT_MB = 2048  # stated bound on the decoding worker's peak RSS during the campaign
 BOMB_SECONDS = 10.0  # s a bomb may take to be refused
+WAV_CLAIM = "wav_claims_4gb.wav"  # the bomb that is read, not refused: its header's size claim is ignored
 EXPECTED_EXIT = (0, 3)  # deepscan check: all scanned / some files could not be scanned
 WARMUP_NAME = "a-warmup.png"  # scanned first in every batch: start-up time is not charged to a case
 UNEXPECTED_PREFIX = "could not decode: "  # the scanner's catch-all for exceptions media.py did not type
@@ -359,7 +360,10 @@ def run_campaign(indices: list[int], campaign: int = DEFAULT_CAMPAIGN, batch: in
             tally.bomb_outcomes = outcomes
             tally.runs += runs
             if progress:
-                progress(f"bombs: {sum(o.reason == 'over limits' for o in outcomes)}/{len(outcomes)} refused")
+                ended = sum(bomb_ended_as_it_should(o) for o in outcomes)
+                progress(f"bombs: {ended}/{len(outcomes)} as they should end "
+                         f"({sum(o.reason == 'over limits' for o in outcomes)} refused over limits, "
+                         f"{WAV_CLAIM} read as the one second it holds)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return tally
@@ -399,7 +403,7 @@ def summarize(tally: Campaign, rss_limit_mb: float = RSS_LIMIT_MB, bomb_seconds:
     timed = sorted((o for o in outcomes if o.seconds is not None), key=lambda o: -o.seconds)
     bombs_out = []
     for out in tally.bomb_outcomes:
-        refused = out.reason == "over limits" or (out.name.endswith("wav_claims_4gb.wav") and out.status == "ok")
+        refused = bomb_ended_as_it_should(out)
         bombs_out.append({"bomb": out.name.removeprefix("bomb-"), "status": out.status, "reason": out.reason,
                           "seconds": None if out.seconds is None else round(out.seconds, 2),
                           "message": (out.message or "")[:200],
@@ -444,6 +448,13 @@ def _examples(outcomes: list[Outcome], per_reason: int = 2) -> dict[str, list[st
     return examples
 
 
+def bomb_ended_as_it_should(outcome) -> bool:
+    """A bomb is refused as ``over limits``, except :data:`WAV_CLAIM`, which scans what it really holds."""
+    if outcome.name.endswith(WAV_CLAIM):
+        return outcome.status == "ok"
+    return outcome.reason == "over limits"
+
+
 def markdown(summary: dict, command: str, campaign: int, digest: str) -> str:
     """The BENCHMARKS.md section for a campaign summary."""
     lines = [
@@ -469,7 +480,8 @@ def markdown(summary: dict, command: str, campaign: int, digest: str) -> str:
     ]
     for slow in summary["slowest"]:
         lines.append(f"| {slow['case']} | {slow['seconds']} | {slow['reason']} | {slow['detail'] or ''} |")
-    lines += ["", "Bombs (each must be refused, `over limits`, within 10 s):", "",
+    lines += ["", f"Bombs (each must be refused, `over limits`, within 10 s, except {WAV_CLAIM}: FFmpeg reads the "
+              "one second the file holds and ignores the header's claim):", "",
               "| bomb | result | s | reason given |", "|---|---|---:|---|"]
     for bomb in summary["bombs"]:
         lines.append(f"| {bomb['bomb']} | {bomb['reason'] or bomb['status']} | {bomb['seconds']} | "
