@@ -45,7 +45,8 @@ def check(
         "auto", "--face-detector", help="auto (YuNet where its weights are present or can be fetched, else Haar), yunet or haar."),
     yunet_model: Optional[Path] = typer.Option(None, "--yunet-model", help="A YuNet ONNX file other than the registry's."),
     experts: str = typer.Option(
-        "auto", "--experts", help="auto (aasist, meso4, av_sync where their weights can be had), none, or a comma list."),
+        "auto", "--experts", help="auto (every expert whose weights can be had: aasist, meso4, av_sync, synthetic_speech, "
+             "generated_image, face_forgery), none, or a comma list."),
     models_dir: Optional[Path] = typer.Option(
         None, "--models-dir", envvar="DEEPSCAN_MODELS_DIR", help="Folder of expert weight files, used as is."),
     recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Walk into subdirectories."),
@@ -123,7 +124,7 @@ def check(
                 for result in scanner.scan(paths, recursive=recursive, skip=skip,
                                            on_progress=lambda _p, s: progress.advance(task, s)):
                     results.append(result)
-                    progress.update(task, description=f"{len(results)} files")
+                    progress.update(task, description=f"{len(results)} file{'s' if len(results) != 1 else ''}")
                     if writer is not None:
                         writer.write(result)
             except KeyboardInterrupt:

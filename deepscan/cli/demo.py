@@ -71,7 +71,7 @@ def demo(
     val_auc = (summary["val"] or {}).get("auc")
     console.print(f"validation AUC: {'n/a' if val_auc is None else f'{val_auc:.3f}'}; synth {t_synth:.0f} s, "
                   f"features + training {t_train:.0f} s, total {time.perf_counter() - started:.0f} s")
-    console.print(f"detector: {detector} (try: deepscan check FILE --encoders debug --detector {detector})")
+    console.print(f"detector: {detector} (try: deepscan check FILE --detector {detector})")
     if auc is None or auc < AUC_TARGET:
         stderr.print(f"[yellow]warning:[/] held-out AUC below {AUC_TARGET}")
 

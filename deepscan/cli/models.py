@@ -51,7 +51,11 @@ def list_command(
             stderr.print("offline (HF_HUB_OFFLINE or DEEPSCAN_OFFLINE is set): missing models are not fetched; "
                          "copy them into --models-dir, or run `deepscan models download` where there is a network")
         else:
-            stderr.print("missing models are fetched on first use, or now with `deepscan models download [NAME...]`")
+            stderr.print("missing models are fetched on first use, or now: deepscan models download NAME",
+                         markup=False)
+        if any(row["kind"] == "encoder" and not row["present"] for row in rows):
+            stderr.print("encoders are needed only by detectors trained on them, not by the one that ships",
+                         markup=False)
     raise typer.Exit(EXIT_OK)
 
 

@@ -114,7 +114,7 @@ def check_on_ray(paths, *, address=None, actors=None, output=None, output_format
                 skip = (lambda p: p in done or (not is_uri(p) and os.path.abspath(p) in done)) if done else None
                 for result in scanner.scan(sources, recursive=recursive, skip=skip):
                     results.append(result)
-                    progress.update(task, description=f"{len(results)} files", advance=1)
+                    progress.update(task, description=f"{len(results)} file{'s' if len(results) != 1 else ''}", advance=1)
                     if writer is not None:
                         writer.write(result)
             except KeyboardInterrupt:
