@@ -97,7 +97,8 @@ def build_fusion_result(state: FileState, fusion, detector_info: dict, elapsed_s
     compares the fused ``p_fake`` with that kind's threshold. Where none of the model's cues applies
     (no face, no speech, no expert for this kind of fake), the verdict is ``"unknown"`` with the
     cues' reasons, never a guess. Where a cue the model uses could not run because its expert's
-    weights could not be had, the verdict is ``"unknown"`` too: the model and its threshold were
+    weights could not be had, and the file has what that cue reads (an audio stream for the audio
+    cues, frames for the visual ones, both for lip-sync), the verdict is ``"unknown"`` too: the model and its threshold were
     fitted with that cue, and without it the fused score would read its absence as no evidence.
     Each modality's ``p_fake`` is the mean of the scores of its cues
     that the kind's model uses (the ones the verdict rests on); a modality whose cues it does not
@@ -129,7 +130,10 @@ def build_fusion_result(state: FileState, fusion, detector_info: dict, elapsed_s
                          "reason": reason}
     present = {m: v["p_fake"] for m, v in modalities.items() if v["p_fake"] is not None}
     top = max(present, key=present.get) if present else None
-    missing = [n for n in (fusion.kinds[kind].cues if kind in fusion.kinds else ()) if n in experts_config.unavailable]
+    has_audio, has_frames = bool(state.info.has_audio), kind != "audio"
+    could_apply = {"audio": has_audio, "image": has_frames, "video": has_audio and has_frames}
+    missing = [n for n in (fusion.kinds[kind].cues if kind in fusion.kinds else ())
+               if n in experts_config.unavailable and could_apply.get(CUE_MODALITY.get(n), True)]
     if kind not in fusion.kinds:
         why = (fusion.provenance.get("kinds_without_a_model") or {}).get(kind, "no training data")
         verdict, p_fake, reason = VERDICT_UNKNOWN, None, f"no validated model for {kind} media ({why})"

@@ -102,3 +102,18 @@ def test_without_an_experts_weights_its_files_are_unknown_and_the_reason_is_said
     assert face["verdict"] in ("real", "fake") and face["p_fake"] is not None
     assert result.stderr.count("expert aasist is not available") == 1  # the whole message, once
     assert "deepscan models download" in result.stderr
+
+
+def test_a_missing_audio_expert_does_not_hold_back_a_video_without_sound(tmp_path, monkeypatch):
+    """AASIST's weights missing matter only to files with an audio stream."""
+    from deepscan import synth
+    from deepscan.scanner import Scanner
+
+    monkeypatch.delenv("DEEPSCAN_MODELS_DIR", raising=False)
+    monkeypatch.setenv("DEEPSCAN_OFFLINE", "1")
+    silent = synth.write_clip(tmp_path / "silent.mp4", duration_s=2.0, seed=2, audio=False)
+    scanner = Scanner(workers=0, cache=False)
+    assert "aasist" in scanner.experts_config.unavailable and "meso4" in scanner.experts_config.unavailable
+    result = scanner.scan_file(silent)
+    # the face expert would read its frames: unknown for want of meso4, not of aasist (no sound to read)
+    assert result.verdict == "unknown" and result.reason == "meso4: weights not available"
