@@ -313,10 +313,11 @@ def model_path(name: str, models_dir_: str | os.PathLike | None = None, download
         except ChecksumMismatchError:
             found.unlink(missing_ok=True)  # our own cache: a corrupt copy is removed and refetched
     if not download_missing or _is_offline():
-        where = f"{local} nor {download_dir()}" if local else f"{download_dir()} (and {MODELS_DIR_ENV} is not set)"
+        where = f"in neither {local} nor {download_dir()}" if local else \
+            f"not in {download_dir()} ({MODELS_DIR_ENV} is not set)"
         why = "offline (HF_HUB_OFFLINE or DEEPSCAN_OFFLINE is set)" if _is_offline() else "downloads are off"
         raise ModelLoadingError(
-            f"{entry.filename} ({entry.name}) is neither in {where}; {why}. Fetch it with "
+            f"{entry.filename} ({entry.name}) is {where}, and this run is {why}. Fetch it with "
             f"`{DOWNLOAD_COMMAND} {entry.name}` on a machine with a network, or point "
             f"{MODELS_DIR_ENV} / --models-dir at a folder that holds it"
         )
@@ -382,8 +383,17 @@ def download(name: str, progress: bool = True) -> Path:
         ) from error
     except Exception as error:  # requests' HTTP and connection errors, OSError
         target.unlink(missing_ok=True)
-        raise DownloadError(f"could not download {entry.filename} from {url}: {type(error).__name__}: {error}") from error
+        raise DownloadError(
+            f"could not download {entry.filename} from {url} ({type(error).__name__}: {_first_line(error)}). "
+            f"Run `{DOWNLOAD_COMMAND} {entry.name}` where there is a network, or point {MODELS_DIR_ENV} / "
+            "--models-dir at a folder that holds it") from error
     return Path(fetched)
+
+
+def _first_line(error: Exception, limit: int = 160) -> str:
+    """An exception's message cut to its first line and ``limit`` characters (urllib3's run long)."""
+    text = str(error).splitlines()[0] if str(error) else ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def list_models(models_dir_: str | os.PathLike | None = None) -> list[dict]:

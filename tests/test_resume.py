@@ -65,9 +65,10 @@ def test_killed_scan_resumes_without_loss_or_duplicates(tmp_path, folder, detect
     _wait_for_lines(out, 2, process)
     process.send_signal(sig)
     _, err = process.communicate(timeout=60)
+    before = _lines(out)  # every line written before the kill is complete JSON
     if sig == signal.SIGINT:
         assert process.returncode == 130, err
-    before = _lines(out)  # every line written before the kill is complete JSON
+        assert "interrupted: the scan stopped after" in err and "--resume to finish" in err  # says so, and how on
     assert 2 <= len(before) < N_FILES, "the scan ended before it could be interrupted"
     resumed = subprocess.run(_command(folder, detector, out, "--resume", "--workers", "0"), env=_env(),
                              capture_output=True, text=True, timeout=300)

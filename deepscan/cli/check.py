@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from deepscan.cli.common import (
-    EXIT_FAKE, EXIT_FILE_ERRORS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, OutputFormat, open_output, output_format_for,
-    progress_enabled, scanner_or_exit, stderr,
+    EXIT_FAKE, EXIT_FILE_ERRORS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, OutputFormat, interrupted_note, open_output,
+    output_format_for, progress_enabled, scanner_or_exit, stderr,
 )
 from deepscan.results import counts_line, summarize
 from deepscan.writers.safe import markup_text
@@ -147,6 +147,7 @@ def check(
     if not (output_format == OutputFormat.table and output is None):  # the table's caption says it already
         stderr.print(counts_line(counts))
     if interrupted:
+        stderr.print(interrupted_note(len(results), output_format, output))
         raise typer.Exit(EXIT_INTERRUPTED)
     if fail_on_fake and counts["fake"]:
         raise typer.Exit(EXIT_FAKE)

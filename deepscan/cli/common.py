@@ -72,6 +72,29 @@ def progress_enabled(quiet: bool) -> bool:
     return not quiet and stderr.is_terminal
 
 
+def interrupted_note(done: int, output_format: "OutputFormat", output) -> str:
+    """What an interrupted scan says last: how many files have results and how to finish.
+
+    Parameters
+    ----------
+    done : int
+        Files with a result (those of an earlier run that ``--resume`` kept included).
+    output_format : OutputFormat
+    output : str or os.PathLike or None
+
+    Returns
+    -------
+    str
+        One line (Rich markup, the output's name escaped).
+    """
+    from deepscan.writers.safe import markup_text
+
+    line = f"[yellow]interrupted:[/] the scan stopped after {done} file{'s' if done != 1 else ''}"
+    if output_format == OutputFormat.jsonl and output is not None:
+        return line + f"; run it again with --resume to finish {markup_text(os.fspath(output))}"
+    return line + "; with --format jsonl --output FILE, --resume finishes an interrupted scan"
+
+
 def scanner_or_exit(build):
     """Run ``build()`` (which makes a :class:`deepscan.scanner.Scanner`) and turn its errors into exit codes.
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from deepscan.cli.check import _NoProgress, _resume_from, _streaming_writer, _write_final
 from deepscan.cli.common import (
     EXIT_FAKE, EXIT_FILE_ERRORS, EXIT_INTERRUPTED, EXIT_MODEL_ERROR, EXIT_OK, EXIT_USAGE, OutputFormat,
-    output_format_for, progress_enabled, stderr,
+    interrupted_note, output_format_for, progress_enabled, stderr,
 )
 from deepscan.distributed.storage import (
     is_uri, list_inputs, open_text_output, prior_jsonl_results, restore_uri, write_parquet,
@@ -144,6 +144,7 @@ def check_on_ray(paths, *, address=None, actors=None, output=None, output_format
     if not (fmt == OutputFormat.table and target is None):  # the table's caption says it already
         stderr.print(counts_line(counts))
     if interrupted:
+        stderr.print(interrupted_note(len(results), fmt, target))
         return EXIT_INTERRUPTED
     if fail_on_fake and counts["fake"]:
         return EXIT_FAKE
