@@ -249,9 +249,12 @@ class Scanner:
             sampling = self.checkpoint.sampling or {}
         self.window_s = float(sampling.get("window_s", WINDOW_SECONDS))
         self.visual_fps = float(sampling.get("visual_fps", VISUAL_FPS))
-        self.face_config = face_config if face_config is not None else default_face_config(models_dir)
+        self.problems: dict = {}  # model name -> why it is missing (said once per scan by the CLI)
+        self.face_config = (face_config if face_config is not None
+                            else default_face_config(models_dir, problems=self.problems))
         self.cropper = FaceCropper(self.face_config, detect_every=DETECT_EVERY)
         self.experts_config = resolve_experts(experts, models_dir)
+        self.problems.update(self.experts_config.problems)
         self.experts = Experts(self.experts_config) if self.experts_config.cues else None
         self.batch_frames = int(batch_frames)
         self.limits = limits
@@ -769,13 +772,15 @@ def batch_features(features: list, device) -> dict:
     return out
 
 
-def default_face_config(models_dir: str | os.PathLike | None = None) -> FaceDetectorConfig:
+def default_face_config(models_dir: str | os.PathLike | None = None, problems: dict | None = None) -> FaceDetectorConfig:
     """YuNet where its weights are present or can be fetched (:mod:`deepscan.weights`), else Haar.
 
     Parameters
     ----------
     models_dir : str or os.PathLike, optional
         Folder of weight files (default ``$DEEPSCAN_MODELS_DIR``).
+    problems : dict, optional
+        Where to note why YuNet could not be had (``problems["yunet"]``), when Haar is returned.
 
     Returns
     -------
@@ -785,7 +790,9 @@ def default_face_config(models_dir: str | os.PathLike | None = None) -> FaceDete
 
     try:
         path = model_path("yunet", models_dir)
-    except DeepscanError:  # offline and not present, or the download failed: the built-in cascade
+    except DeepscanError as error:  # offline and not present, or the download failed: the built-in cascade
+        if problems is not None:
+            problems["yunet"] = f"{error.message} (faces are found with OpenCV's Haar cascade instead, which misses more)"
         return FaceDetectorConfig()
     return FaceDetectorConfig(backend="yunet", model_path=str(path))
 

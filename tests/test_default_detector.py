@@ -100,7 +100,8 @@ def test_without_an_experts_weights_its_files_are_unknown_and_the_reason_is_said
     assert voice["reason"].startswith("aasist") and voice["reason"].endswith("weights not available")
     assert voice["cues"]["aasist"] == {"p_fake": None, "reason": "weights not available", "windows": 0}
     assert face["verdict"] in ("real", "fake") and face["p_fake"] is not None
-    assert result.stderr.count("expert aasist is not available") == 1  # the whole message, once
+    assert result.stderr.count("aasist is not available") == 1  # the whole message, once
+    assert "yunet is not available" in result.stderr and "Haar cascade instead" in result.stderr
     assert "deepscan models download" in result.stderr
 
 

@@ -134,6 +134,6 @@ def scanner_or_exit(build):
         raise typer.Exit(EXIT_USAGE)
     if scanner.detector_info.get("label"):
         stderr.print(f"[bold yellow]{markup_text(scanner.detector_info['label'])}[/]")
-    for name, problem in scanner.experts_config.problems.items():  # once here, not in every result's reason
-        stderr.print(f"[yellow]warning:[/] expert {name} is not available: {markup_text(problem)}")
+    for name, problem in scanner.problems.items():  # once here, not in every result's reason
+        stderr.print(f"[yellow]warning:[/] {name} is not available: {markup_text(problem)}")
     return scanner

@@ -100,7 +100,7 @@ def check_on_ray(paths, *, address=None, actors=None, output=None, output_format
     if scanner.detector_info.get("label"):
         stderr.print(f"[bold yellow]{markup_text(scanner.detector_info['label'])}[/]")
     for name, problem in scanner.expert_problems.items():
-        stderr.print(f"[yellow]warning:[/] expert {name} is not available on the actors: {markup_text(problem)}")
+        stderr.print(f"[yellow]warning:[/] {name} is not available on the actors: {markup_text(problem)}")
     stderr.print(f"ray: {len(scanner.actors)} actors on {len(scanner.nodes)} node(s), decoding in "
                  f"{'tasks' if scanner.decode == 'tasks' else 'the actors'}")
     done = {p for r in results for p in ((r.path,) if is_uri(r.path) else (r.path, os.path.abspath(r.path)))}

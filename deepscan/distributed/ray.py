@@ -186,7 +186,7 @@ class ScanActor:
         if self.error is not None:
             return {"error": self.error, "detector": None, "job": None, "node": None, "problems": {}}
         return {"error": None, "detector": self.scanner.detector_info, "job": self.job,
-                "node": ray.get_runtime_context().get_node_id(), "problems": self.scanner.experts_config.problems}
+                "node": ray.get_runtime_context().get_node_id(), "problems": self.scanner.problems}
 
     def _scanner(self, detector: list):
         self._load(detector)
@@ -549,7 +549,7 @@ class RayScanner:
         self.detector_info = infos[0]["detector"]
         self.job = infos[0]["job"]
         self.nodes = sorted({info["node"] for info in infos})
-        self.expert_problems = {k: v for info in infos for k, v in info["problems"].items()}  # as Scanner.experts_config.problems
+        self.expert_problems = {k: v for info in infos for k, v in info["problems"].items()}  # as Scanner.problems
         self._decode_task = ray.remote(decode_file).options(num_cpus=1, max_retries=DECODE_RETRIES, num_returns=2)
 
     def close(self) -> None:
