@@ -118,7 +118,9 @@ class ResultTable:
             if r.status != "ok":
                 rows.append((name, Text("error", style="red"), "", *([""] * per_file_threshold),
                              *([""] * len(scored)), *([""] * (len(MODALITIES) if show_modalities else 0)), ""))
-                notes.append(r.reason or "")
+                message = (r.media or {}).get("error") if isinstance((r.media or {}).get("error"), str) else ""
+                reason = r.reason or ""
+                notes.append(message if message.startswith(reason) else f"{reason}: {message}" if message else reason)
                 continue
             cells = []
             for cue in scored:
