@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import math
 import os
 import stat
@@ -1815,7 +1816,13 @@ def _walk(directory: Path, recursive, on_error, visited: set[str], root: str) ->
             if link:
                 target = os.path.realpath(path)
                 if not os.path.exists(path):
-                    yield from report(path, UnreadableFileError("broken symbolic link", path))
+                    why = "broken symbolic link"
+                    try:
+                        os.stat(path)
+                    except OSError as error:  # ELOOP: links that point at each other, not a missing target
+                        if error.errno == errno.ELOOP:
+                            why = "symbolic link loop"
+                    yield from report(path, UnreadableFileError(why, path))
                     continue
                 if not _inside(target, root):
                     yield from report(path, UnreadableFileError(

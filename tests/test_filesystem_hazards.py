@@ -71,6 +71,9 @@ def _hazard_folder(root: Path, wav: Path, outside: Path) -> dict[str, str]:
     expected["everything"] = "outside the scanned folder"
     os.symlink(root / "gone.wav", root / "broken.wav")
     expected["broken.wav"] = "broken symbolic link"
+    os.symlink(root / "loop_b.mp4", root / "loop_a.mp4")  # two links pointing at each other
+    os.symlink(root / "loop_a.mp4", root / "loop_b.mp4")
+    expected["loop_a.mp4"] = expected["loop_b.mp4"] = "symbolic link loop"
     (root / "sub").mkdir()
     os.symlink("..", root / "sub" / "loop")  # a cycle inside the tree: walked once
     shutil.copyfile(wav, root / "sub" / "inner.wav")
