@@ -29,7 +29,8 @@ class FileState:
     info: MediaInfo | None = None
     error: DeepscanError | None = None
     windows: list = field(default_factory=list)  # WindowScore
-    started: float = field(default_factory=time.perf_counter)
+    started: float = field(default_factory=time.perf_counter)  # reset when its first message arrives
+    begun: bool = False
     frames: int = 0
     frames_with_face: int = 0
     n_faces_max: int = 0

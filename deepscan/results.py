@@ -96,7 +96,8 @@ class ScanResult:
     detector : dict
         ``{"name", "sha256", "trained_on", "synthetic": bool, "label"}``.
     elapsed_s : float
-        Wall-clock seconds spent on this file.
+        Wall-clock seconds from the file's first decoded message (its probe, a cache hit or its
+        error) to its result; decoding in a worker overlaps the scoring of the files before it.
     thumbnails : list of dict
         Face crops of the most suspicious windows: ``{"window", "start_s", "end_s", "p_fake",
         "jpeg_base64"}`` (112x112 JPEG), highest ``p_fake`` first.

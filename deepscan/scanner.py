@@ -497,6 +497,8 @@ class Scanner:
                     self._detect_hits(hits, on_progress)
             else:
                 state = states[index]
+                if not state.begun:  # its time counts from its first message, not from the listing
+                    state.started, state.begun = time.perf_counter(), True
                 if kind == "hit":
                     hits += self._unpack_cached(state, message[1], message[2], message[3])
                     if len(hits) >= DETECTOR_BATCH:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -162,3 +163,20 @@ def test_an_encoder_crash_on_one_window_fails_that_file_only(detector, media, mo
     assert results["voice.wav"].status == "error" and results["voice.wav"].reason == "encoder failed"
     assert "RuntimeError: mat1 and mat2" in results["voice.wav"].media["error"]
     assert results["talk.mp4"].status == "ok" and results["face.png"].status == "ok"
+
+
+def test_elapsed_time_is_per_file_not_since_the_listing(tmp_path):
+    """Each file's elapsed_s counts from its own first message: the last of many quick files does
+    not carry the time of the ones before it. Each window is scored as it comes (batch of 1), so
+    the files' times do not overlap and add up to at most the scan's."""
+    from tests.helpers import make_detector
+
+    for i in range(6):
+        synth.write_audio(tmp_path / f"v{i}.wav", duration_s=1.0, seed=i)
+    scanner = Scanner(detector=make_detector(tmp_path / "d.safetensors"), encoders="debug", workers=0,
+                      cache=False, experts="none", batch_frames=1)
+    start = time.perf_counter()
+    results = list(scanner.scan(tmp_path))
+    total = time.perf_counter() - start
+    assert len(results) == 6 and all(r.status == "ok" for r in results)
+    assert sum(r.elapsed_s for r in results) <= total * 1.05 + 0.05  # cumulative times would sum to ~3.5x
