@@ -11,10 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from deepscan.cli.common import (
-    EXIT_FAKE, EXIT_FILE_ERRORS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, OutputFormat, interrupted_note, open_output,
-    output_format_for, progress_enabled, scanner_or_exit, stderr,
+    EXIT_USAGE, OutputFormat, finish_check, open_output, output_format_for, progress_enabled, scanner_or_exit,
+    stderr,
 )
-from deepscan.results import counts_line, summarize
 from deepscan.writers.safe import markup_text
 
 
@@ -132,26 +131,8 @@ def check(
             finally:
                 scanner.close()  # ends the decoding workers (terminated already on Ctrl-C)
         _write_final(output_format, results, stream, output)
-    if html is not None:
-        from deepscan.writers.html import write_html
-
-        try:
-            stderr.print(f"report: {markup_text(write_html(results, html))}")
-        except OSError as error:
-            stderr.print(f"[red]error:[/] cannot write the HTML report {markup_text(html)}: {markup_text(error)}")
-            raise typer.Exit(EXIT_USAGE)
-    counts = summarize(results)
-    if not results and not interrupted:
-        stderr.print("[yellow]warning:[/] no media files found in "
-                     + ", ".join(markup_text(str(p)) for p in paths))
-    if not (output_format == OutputFormat.table and output is None):  # the table's caption says it already
-        stderr.print(counts_line(counts))
-    if interrupted:
-        stderr.print(interrupted_note(len(results), output_format, output))
-        raise typer.Exit(EXIT_INTERRUPTED)
-    if fail_on_fake and counts["fake"]:
-        raise typer.Exit(EXIT_FAKE)
-    raise typer.Exit(EXIT_FILE_ERRORS if counts["errors"] else EXIT_OK)
+    raise typer.Exit(finish_check(results, paths, output_format=output_format, output=output, html=html,
+                                  interrupted=interrupted, fail_on_fake=fail_on_fake))
 
 
 def _resume_from(output: Path) -> list:

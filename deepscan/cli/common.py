@@ -72,27 +72,64 @@ def progress_enabled(quiet: bool) -> bool:
     return not quiet and stderr.is_terminal
 
 
-def interrupted_note(done: int, output_format: "OutputFormat", output) -> str:
-    """What an interrupted scan says last: how many files have results and how to finish.
-
-    Parameters
-    ----------
-    done : int
-        Files with a result (those of an earlier run that ``--resume`` kept included).
-    output_format : OutputFormat
-    output : str or os.PathLike or None
-
-    Returns
-    -------
-    str
-        One line (Rich markup, the output's name escaped).
-    """
+def _interrupted_note(done: int, output_format: "OutputFormat", output) -> str:
+    """What an interrupted scan says last: how many files have results and how to finish (Rich markup)."""
     from deepscan.writers.safe import markup_text
 
     line = f"[yellow]interrupted:[/] the scan stopped after {done} file{'s' if done != 1 else ''}"
     if output_format == OutputFormat.jsonl and output is not None:
         return line + f"; run it again with --resume to finish {markup_text(os.fspath(output))}"
     return line + "; with --format jsonl --output FILE, --resume finishes an interrupted scan"
+
+
+def finish_check(results: list, paths, *, output_format: "OutputFormat", output, html, interrupted: bool,
+                 fail_on_fake: bool) -> int:
+    """The end of a ``check``, local or on Ray: the HTML report, the closing lines, the exit code.
+
+    Parameters
+    ----------
+    results : list of ScanResult
+        Every result, in the order the report shows them.
+    paths : list
+        What was asked to be scanned (named when no media file was found).
+    output_format : OutputFormat
+    output : str or os.PathLike or None
+        Where the results went (``None``: stdout).
+    html : str or os.PathLike or None
+        The HTML report to write, if asked for.
+    interrupted : bool
+        Ctrl-C stopped the scan.
+    fail_on_fake : bool
+        ``--fail-on-fake``.
+
+    Returns
+    -------
+    int
+        :data:`EXIT_INTERRUPTED`, :data:`EXIT_USAGE` (the report could not be written),
+        :data:`EXIT_FAKE`, :data:`EXIT_FILE_ERRORS` or :data:`EXIT_OK`.
+    """
+    from deepscan.results import counts_line, summarize
+    from deepscan.writers.safe import markup_text
+
+    if html is not None:
+        from deepscan.writers.html import write_html
+
+        try:
+            stderr.print(f"report: {markup_text(write_html(results, html))}")
+        except OSError as error:
+            stderr.print(f"[red]error:[/] cannot write the HTML report {markup_text(html)}: {markup_text(error)}")
+            return EXIT_USAGE
+    counts = summarize(results)
+    if not results and not interrupted:
+        stderr.print("[yellow]warning:[/] no media files found in " + ", ".join(markup_text(str(p)) for p in paths))
+    if not (output_format == OutputFormat.table and output is None):  # the table's caption says it already
+        stderr.print(counts_line(counts))
+    if interrupted:
+        stderr.print(_interrupted_note(len(results), output_format, output))
+        return EXIT_INTERRUPTED
+    if fail_on_fake and counts["fake"]:
+        return EXIT_FAKE
+    return EXIT_FILE_ERRORS if counts["errors"] else EXIT_OK
 
 
 def scanner_or_exit(build):

@@ -112,6 +112,7 @@ def _table(records: list[dict], width: int = 80, cwd: str | None = None) -> Tabl
     from rich.cells import cell_len
 
     from deepscan.writers.paths import display_root, middle_ellipsis, relative_to, shown_folder
+    from deepscan.writers.table import error_note
     from deepscan.writers.safe import terminal_text
 
     cwd = cwd or os.getcwd()
@@ -124,8 +125,7 @@ def _table(records: list[dict], width: int = 80, cwd: str | None = None) -> Tabl
         name = terminal_text(relative_to(r["path"], root))
         if r["status"] != "ok":
             rows.append([name, "error", "", "", "", "", ""])
-            message = r.get("message") or ""
-            notes.append(message if message.startswith(r["reason"]) else r["reason"] + (f": {message}" if message else ""))
+            notes.append(error_note(r["reason"], r.get("message")))
             continue
         duration = "" if r["kind"] == "image" else f"{r['duration_s']:.1f} s" if r["duration_s"] is not None else "?"
         rows.append([name, r["kind"] or "", duration,

@@ -11,14 +11,12 @@ from pathlib import Path
 
 from deepscan.cli.check import _NoProgress, _resume_from, _streaming_writer, _write_final
 from deepscan.cli.common import (
-    EXIT_FAKE, EXIT_FILE_ERRORS, EXIT_INTERRUPTED, EXIT_MODEL_ERROR, EXIT_OK, EXIT_USAGE, OutputFormat,
-    interrupted_note, output_format_for, progress_enabled, stderr,
+    EXIT_MODEL_ERROR, EXIT_USAGE, OutputFormat, finish_check, output_format_for, progress_enabled, stderr,
 )
 from deepscan.distributed.storage import (
     is_uri, list_inputs, open_text_output, prior_jsonl_results, restore_uri, write_parquet,
 )
 from deepscan.errors import CheckpointError, DeepscanError, DetectorNotConfiguredError, ModelLoadingError
-from deepscan.results import counts_line, summarize
 from deepscan.writers.safe import markup_text
 
 __all__ = ["check_on_ray"]
@@ -130,25 +128,8 @@ def check_on_ray(paths, *, address=None, actors=None, output=None, output_format
     finally:
         if close:
             stream.close()
-    if html is not None:
-        from deepscan.writers.html import write_html
-
-        try:
-            stderr.print(f"report: {markup_text(write_html(ordered, html))}")
-        except OSError as error:
-            stderr.print(f"[red]error:[/] cannot write the HTML report {markup_text(html)}: {markup_text(error)}")
-            return EXIT_USAGE
-    counts = summarize(results)
-    if not results and not interrupted:
-        stderr.print("[yellow]warning:[/] no media files found in " + ", ".join(markup_text(s) for s in sources))
-    if not (fmt == OutputFormat.table and target is None):  # the table's caption says it already
-        stderr.print(counts_line(counts))
-    if interrupted:
-        stderr.print(interrupted_note(len(results), fmt, target))
-        return EXIT_INTERRUPTED
-    if fail_on_fake and counts["fake"]:
-        return EXIT_FAKE
-    return EXIT_FILE_ERRORS if counts["errors"] else EXIT_OK
+    return finish_check(ordered, sources, output_format=fmt, output=target, html=html, interrupted=interrupted,
+                        fail_on_fake=fail_on_fake)
 
 
 def _file_progress(disabled: bool):

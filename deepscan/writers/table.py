@@ -46,6 +46,27 @@ def _score(p) -> str:
     return "" if p is None else f"{p:.3f}"
 
 
+def error_note(reason: str | None, message: str | None) -> str:
+    """The line under a file that could not be scanned: its reason and why, the reason said once.
+
+    Parameters
+    ----------
+    reason : str or None
+        The stable reason (``"truncated or corrupt"``).
+    message : str or None
+        The explanation, which often starts with the reason already.
+
+    Returns
+    -------
+    str
+        ``message`` when it starts with ``reason``, else ``"reason: message"``, or ``reason`` alone.
+    """
+    reason, message = reason or "", message or ""
+    if message.startswith(reason):
+        return message
+    return f"{reason}: {message}" if message else reason
+
+
 def cue_score(p: float) -> str:
     """A cue's score in two digits and three cells: ``.07``, ``.93``, ``1.0`` (from 0.995)."""
     text = f"{p:.2f}"
@@ -118,9 +139,8 @@ class ResultTable:
             if r.status != "ok":
                 rows.append((name, Text("error", style="red"), "", *([""] * per_file_threshold),
                              *([""] * len(scored)), *([""] * (len(MODALITIES) if show_modalities else 0)), ""))
-                message = (r.media or {}).get("error") if isinstance((r.media or {}).get("error"), str) else ""
-                reason = r.reason or ""
-                notes.append(message if message.startswith(reason) else f"{reason}: {message}" if message else reason)
+                message = (r.media or {}).get("error")
+                notes.append(error_note(r.reason, message if isinstance(message, str) else None))
                 continue
             cells = []
             for cue in scored:
