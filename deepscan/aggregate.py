@@ -7,7 +7,6 @@ per-file result, and :func:`describe_detector` is the ``detector`` block every r
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,8 +28,7 @@ class FileState:
     info: MediaInfo | None = None
     error: DeepscanError | None = None
     windows: list = field(default_factory=list)  # WindowScore
-    started: float = field(default_factory=time.perf_counter)  # reset when its first message arrives
-    begun: bool = False
+    started: float | None = None  # perf_counter() when its first message arrived
     frames: int = 0
     frames_with_face: int = 0
     n_faces_max: int = 0
@@ -99,9 +97,9 @@ def build_fusion_result(state: FileState, fusion, detector_info: dict, elapsed_s
     (no face, no speech, no expert for this kind of fake), the verdict is ``"unknown"`` with the
     cues' reasons, never a guess. Where a cue the model uses could not run because its expert's
     weights could not be had, and the file has what that cue reads (an audio stream for the audio
-    cues, frames for the visual ones, both for lip-sync), the verdict is ``"unknown"`` too: the model and its threshold were
-    fitted with that cue, and without it the fused score would read its absence as no evidence.
-    Each modality's ``p_fake`` is the mean of the scores of its cues
+    cues, frames for the visual ones, both for lip-sync), the verdict is ``"unknown"`` too: the
+    model and its threshold were fitted with that cue, and without it the fused score would read
+    its absence as no evidence. Each modality's ``p_fake`` is the mean of the scores of its cues
     that the kind's model uses (the ones the verdict rests on); a modality whose cues it does not
     use says so.
     """

@@ -64,6 +64,7 @@ SAMPLE_RATE = 16_000  # Hz, what wav2vec2 expects
 WINDOW_SECONDS = 4.0  # s, length of one analysis window
 VISUAL_FPS = 8.0  # frames per second sampled for the visual modalities
 MIN_AUDIO_SAMPLES = 400  # the shortest audio scored: 25 ms at 16 kHz, wav2vec2's receptive field
+_TOO_SHORT = f"the {MIN_AUDIO_SAMPLES} samples ({1000 * MIN_AUDIO_SAMPLES / SAMPLE_RATE:g} ms) deepscan needs to score audio"
 
 MAX_DURATION_S = 6 * 3600.0  # s, longest media accepted by default
 MAX_PIXELS = 16_384 * 16_384  # pixels per frame or image (decompression-bomb guard)
@@ -952,7 +953,7 @@ def _probe_av(path, size_bytes: int, sniffed: str | None, limits: MediaLimits) -
                     and duration * SAMPLE_RATE < MIN_AUDIO_SAMPLES - 0.5):
                 raise AudioTooShortError(
                     f"audio lasts {duration * 1000:.0f} ms ({duration * SAMPLE_RATE:.0f} samples at "
-                    f"{SAMPLE_RATE} Hz), shorter than the {MIN_AUDIO_SAMPLES} samples (25 ms) deepscan needs to score audio", path,
+                    f"{SAMPLE_RATE} Hz), shorter than {_TOO_SHORT}", path,
                 )
         return info
     finally:
@@ -1422,8 +1423,7 @@ def _iter_av(path, info: MediaInfo, window_s, visual_fps, limits, video_wanted=T
             raise CorruptMediaError("truncated or corrupt: no frame could be decoded", path)
         if info.kind == "audio" and asm.audio_total < MIN_AUDIO_SAMPLES:
             raise AudioTooShortError(
-                f"audio has {asm.audio_total} samples at {SAMPLE_RATE} Hz, fewer than the "
-                f"{MIN_AUDIO_SAMPLES} (25 ms) deepscan needs to score audio", path,
+                f"audio has {asm.audio_total} samples at {SAMPLE_RATE} Hz, fewer than {_TOO_SHORT}", path,
             )
         yield from asm.finish()
     except av.error.FFmpegError as error:
@@ -1536,8 +1536,7 @@ def _iter_array(source, window_s, visual_fps, limits):
         raise LimitExceededError(f"audio lasts {duration:.1f} s, over the limit of {limits.max_duration_s} s")
     if duration * SAMPLE_RATE < MIN_AUDIO_SAMPLES - 0.5:
         raise AudioTooShortError(
-            f"audio has {duration * SAMPLE_RATE:.0f} samples at {SAMPLE_RATE} Hz, fewer than the "
-            f"{MIN_AUDIO_SAMPLES} (25 ms) deepscan needs to score audio"
+            f"audio has {duration * SAMPLE_RATE:.0f} samples at {SAMPLE_RATE} Hz, fewer than {_TOO_SHORT}"
         )
 
     def generate():
@@ -1717,8 +1716,7 @@ def load_waveform(source, limits: MediaLimits = DEFAULT_LIMITS) -> np.ndarray:
     wave = np.concatenate(parts) if parts else np.zeros((0,), np.float32)
     if wave.size < MIN_AUDIO_SAMPLES:
         raise AudioTooShortError(
-            f"audio has {wave.size} samples at {SAMPLE_RATE} Hz, fewer than the {MIN_AUDIO_SAMPLES} (25 ms) "
-            "deepscan needs to score audio",
+            f"audio has {wave.size} samples at {SAMPLE_RATE} Hz, fewer than {_TOO_SHORT}",
             None if isinstance(source, (tuple, np.ndarray)) else source,
         )
     return wave
@@ -1815,13 +1813,10 @@ def _walk(directory: Path, recursive, on_error, visited: set[str], root: str) ->
             link = entry.is_symlink()
             if link:
                 target = os.path.realpath(path)
-                if not os.path.exists(path):
-                    why = "broken symbolic link"
-                    try:
-                        os.stat(path)
-                    except OSError as error:  # ELOOP: links that point at each other, not a missing target
-                        if error.errno == errno.ELOOP:
-                            why = "symbolic link loop"
+                try:
+                    os.stat(path)
+                except OSError as error:  # ELOOP: links that point at each other, not a missing target
+                    why = "symbolic link loop" if error.errno == errno.ELOOP else "broken symbolic link"
                     yield from report(path, UnreadableFileError(why, path))
                     continue
                 if not _inside(target, root):

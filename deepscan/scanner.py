@@ -497,8 +497,8 @@ class Scanner:
                     self._detect_hits(hits, on_progress)
             else:
                 state = states[index]
-                if not state.begun:  # its time counts from its first message, not from the listing
-                    state.started, state.begun = time.perf_counter(), True
+                if state.started is None:  # its time counts from its first message, not from the listing
+                    state.started = time.perf_counter()
                 if kind == "hit":
                     hits += self._unpack_cached(state, message[1], message[2], message[3])
                     if len(hits) >= DETECTOR_BATCH:
@@ -654,7 +654,7 @@ class Scanner:
         state.cached = []
 
     def _finish(self, state: FileState) -> ScanResult:
-        elapsed = time.perf_counter() - state.started
+        elapsed = 0.0 if state.started is None else time.perf_counter() - state.started
         if state.windows and state.error is None:
             self._store(state)
         state.cached = []

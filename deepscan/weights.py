@@ -27,7 +27,9 @@ from pathlib import Path
 
 from deepscan.errors import ChecksumMismatchError, DownloadError, ModelLoadingError
 
-__all__ = ["packaged_models", "read_weights", 
+__all__ = [
+    "packaged_models",
+    "read_weights",
     "MODELS",
     "ModelEntry",
     "MODELS_DIR_ENV",
@@ -425,13 +427,6 @@ def list_models(models_dir_: str | os.PathLike | None = None) -> list[dict]:
     return rows
 
 
-PACKAGED_DETECTS = {
-    "synthetic_speech": ("learned expert", "synthetic vs real speech from LFCC statistics of 4 s windows"),
-    "generated_image": ("learned expert", "GAN and diffusion images from the radial spectrum of image patches"),
-    "face_forgery": ("learned expert", "manipulated faces (swaps, reenactment) in face crops"),
-}
-
-
 def packaged_models() -> list[dict]:
     """The weights that ship inside the package (the learned experts and the default detector), as rows.
 
@@ -444,10 +439,10 @@ def packaged_models() -> list[dict]:
     list of dict
         One row per packaged file that exists in this installation.
     """
-    from deepscan.experts.runner import LEARNED, PACKAGED_WEIGHTS
+    from deepscan.experts.runner import LEARNED, LEARNED_DETECTS, PACKAGED_WEIGHTS
     from deepscan.model.fusion import DEFAULT_PATH
 
-    files = [(cue, *PACKAGED_DETECTS.get(cue, ("learned expert", cue)), Path(PACKAGED_WEIGHTS) / LEARNED[cue][2],
+    files = [(cue, "learned expert", LEARNED_DETECTS[cue], Path(PACKAGED_WEIGHTS) / LEARNED[cue][2],
               f"docs/model-cards/{cue}.md") for cue in LEARNED]
     files.append(("default detector", "detector", "fused verdict per media kind from the experts' cues", DEFAULT_PATH,
                   "README: The detector that ships"))

@@ -12,7 +12,31 @@ import math
 
 import numpy as np
 
-__all__ = ["tile_to", "check_rgb_frame"]
+__all__ = ["mono_waveform", "tile_to", "check_rgb_frame"]
+
+
+def mono_waveform(waveform) -> np.ndarray:
+    """Refuse anything but a non-empty 1-D waveform, as the audio experts take; float32.
+
+    Parameters
+    ----------
+    waveform : array-like
+        ``(S,)`` mono samples.
+
+    Returns
+    -------
+    np.ndarray
+        float32 ``(S,)`` (the input itself when it already is).
+
+    Raises
+    ------
+    ValueError
+        ``waveform`` is not 1-D or is empty.
+    """
+    wave = np.asarray(waveform, dtype=np.float32)
+    if wave.ndim != 1 or wave.size == 0:
+        raise ValueError(f"expected a non-empty 1-D waveform, got shape {wave.shape}")
+    return wave
 
 
 def tile_to(waveform: np.ndarray, length: int) -> np.ndarray:
@@ -37,9 +61,7 @@ def tile_to(waveform: np.ndarray, length: int) -> np.ndarray:
     ValueError
         ``waveform`` is not 1-D or is empty.
     """
-    wave = np.asarray(waveform, dtype=np.float32)
-    if wave.ndim != 1 or wave.size == 0:
-        raise ValueError(f"expected a non-empty 1-D waveform, got shape {wave.shape}")
+    wave = mono_waveform(waveform)
     if wave.size >= length:
         return wave[:length].copy()
     return np.tile(wave, math.ceil(length / wave.size))[:length]

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelLoadingError
-from . import tile_to
+from . import mono_waveform, tile_to
 
 __all__ = [
     "SAMPLE_RATE",
@@ -955,9 +955,7 @@ def windows_of(waveform: np.ndarray, min_tail: int = MIN_TAIL_SAMPLES) -> np.nda
     ValueError
         ``waveform`` is not 1-D or is empty.
     """
-    wave = np.asarray(waveform, dtype=np.float32)
-    if wave.ndim != 1 or wave.size == 0:
-        raise ValueError(f"expected a non-empty 1-D waveform, got shape {wave.shape}")
+    wave = mono_waveform(waveform)
     full = wave.size // AASIST_SAMPLES
     windows = [wave[i * AASIST_SAMPLES : (i + 1) * AASIST_SAMPLES] for i in range(full)]
     tail = wave[full * AASIST_SAMPLES :]

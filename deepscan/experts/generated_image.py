@@ -73,6 +73,7 @@ __all__ = [
     "FORMAT",
     "REPRESENTATIONS",
     "SCORE_PATCHES",
+    "FLAT_FRAME_STD",
     "DEFAULT_WEIGHTS",
     "NetConfig",
     "GeneratedImageNet",
@@ -92,6 +93,7 @@ FORMAT = "deepscan-generated-image/1"  # the safetensors metadata "format" value
 REPRESENTATIONS = ("residual", "rgb", "dct", "spectrum")
 SCORE_PATCHES = 16  # patches per scored frame (a 4 x 4 grid)
 RESIDUAL_GAIN = 8.0  # the high-pass residual of a [0, 1] image is small; bring it near unit scale
+FLAT_FRAME_STD = 0.5  # grey levels: a frame this uniform has no high-frequency residual to read
 NORM_EPS = 0.02  # added to a patch's RMS before dividing (residual units: a flat patch stays near 0)
 DEFAULT_WEIGHTS = Path(__file__).with_name("weights") / "generated_image.safetensors"
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 grey
@@ -486,6 +488,30 @@ class GeneratedImageExpert:
         """
         logit, embedding = self.net(to_tensor(patches))
         return logit.float().numpy(), embedding.float().numpy()
+
+    def unreadable(self, frame: np.ndarray) -> str | None:
+        """Why a frame gives this expert nothing to read, or ``None`` when it can be scored.
+
+        A frame smaller than a patch would be scored on mirror padding, and a uniform one
+        (standard deviation under :data:`FLAT_FRAME_STD` grey levels) has no residual: either
+        score would be made up.
+
+        Parameters
+        ----------
+        frame : np.ndarray
+            uint8 ``(H, W, 3)`` RGB.
+
+        Returns
+        -------
+        str or None
+            ``"image under PxP px"``, ``"flat image"``, or ``None``.
+        """
+        patch = self.net.config.patch
+        if min(frame.shape[:2]) < patch:
+            return f"image under {patch}x{patch} px"
+        if float(frame.std()) < FLAT_FRAME_STD:
+            return "flat image"
+        return None
 
     def score(self, frame: np.ndarray) -> tuple[float, np.ndarray]:
         """Probability that a whole frame is a GAN or diffusion image.

@@ -62,6 +62,8 @@ LEARNED = {
     "generated_image": ("deepscan.experts.generated_image", "load_image_expert", "generated_image.safetensors"),
     "face_forgery": ("deepscan.experts.face_forgery", "load_face_expert", "face_forgery.safetensors"),
 }
+LEARNED_DETECTS = {"synthetic_speech": "synthetic or converted speech", "generated_image": "GAN and diffusion images",
+                   "face_forgery": "manipulated faces (swaps, reenactment, blending)"}  # as results and models list say
 PACKAGED_WEIGHTS = os.path.join(os.path.dirname(__file__), "weights")
 FRAMES_PER_WINDOW_IMAGE = 1  # frames of a video window the generated-image expert scores (the middle one)
 AASIST_VARIANTS = {"aasist": "AASIST", "aasist-l": "AASIST-L"}
@@ -122,7 +124,6 @@ class ExpertsConfig:
 
 WEIGHTS_UNAVAILABLE = "weights not available"  # a cue's reason when its expert's weights could not be had
 EVIDENCE_FORMAT = 2  # bump when an expert's preprocessing or its cue's meaning changes
-FLAT_FRAME_STD = 0.5  # grey levels: a frame this uniform gives the generated-image expert nothing to read
 
 
 def resolve_experts(names="auto", models_dir: str | os.PathLike | None = None) -> ExpertsConfig:
@@ -220,9 +221,7 @@ def _learned_provenance(name: str, path: str) -> dict:
             break
     return {"expert": name, "weights_sha256": sha256_of(path), "licence": "see the model card",
             "trained_on": summary or "deepscan harvest (see the model card in the README)",
-            "detects": {"synthetic_speech": "synthetic or converted speech",
-                        "generated_image": "GAN and diffusion images",
-                        "face_forgery": "manipulated faces (swaps, reenactment, blending)"}[name]}
+            "detects": LEARNED_DETECTS[name]}
 
 
 @dataclass
@@ -382,11 +381,9 @@ class Experts:
             return cue(reason="no frames")
         middle = len(frames) // 2
         expert, frame = self.learned["generated_image"], frames[middle]
-        patch = expert.net.config.patch
-        if min(frame.shape[:2]) < patch:  # mirror padding would make up the texture it reads
-            return cue(reason=f"image under {patch}x{patch} px")
-        if float(frame.std()) < FLAT_FRAME_STD:  # a uniform frame: no high-frequency residual to read
-            return cue(reason="flat image")
+        why = expert.unreadable(frame)
+        if why is not None:
+            return cue(reason=why)
         p_fake, token = expert.score(frame)
         evidence.tokens["generated_image"] = (
             torch.as_tensor(np.asarray(token), dtype=torch.float32)[None],

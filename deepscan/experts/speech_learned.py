@@ -313,24 +313,10 @@ class SpeechHead(nn.Module):
 
 
 def window_of(waveform: np.ndarray, length: int = WINDOW_SAMPLES) -> np.ndarray:
-    """Fit audio to one window: tiled from its start when shorter, cut when longer.
+    """One window of this expert: :func:`deepscan.experts.tile_to` at :data:`WINDOW_SAMPLES`.
 
-    Parameters
-    ----------
-    waveform : np.ndarray
-        ``(S,)`` mono 16 kHz samples, ``S >= 1``.
-    length : int
-        Samples wanted.
-
-    Returns
-    -------
-    np.ndarray
-        float32 ``(length,)``.
-
-    Raises
-    ------
-    ValueError
-        ``waveform`` is not 1-D or is empty.
+    ``(S,)`` mono 16 kHz samples in, float32 ``(length,)`` out; ``ValueError`` for a waveform that
+    is not 1-D or is empty.
     """
     return tile_to(waveform, length)
 

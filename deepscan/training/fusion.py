@@ -388,6 +388,8 @@ def av_offset_pseudo_fakes(files: list[LabelledFile], folder: str | os.PathLike,
             out.append((LabelledFile(target, "video", 1, f"pseudo-fake: audio shifted {offset:+.1f} s",
                                      "pseudo-fake: audio-visual offset", f.group, f.pair, sha, f.licence), f.sha256))
     return out
+
+
 ALL_CUES = "auto"
 
 
