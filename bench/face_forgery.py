@@ -67,7 +67,7 @@ def file_scores(samples, scorer) -> np.ndarray:
 
 def judge(samples, scores: dict, rounds: int = 2000) -> dict:
     """AUC tables of one kind: overall with pair-bootstrap CI, per fake method, per fake file."""
-    from deepscan.evaluation import auc, bootstrap_metric
+    from deepscan.metrics import auc, bootstrap_metric
     from deepscan.training.expert_face import rank_auc
 
     labels = np.array([s.file.label for s in samples])
@@ -147,7 +147,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
-    from deepscan.evaluation import read_manifest
+    from deepscan.labelled import read_manifest
     from deepscan.training.expert_face import load_samples
 
     t0 = time.time()

@@ -37,7 +37,7 @@ COST_SIZES = [(64, 64), (256, 256), (1080, 1920), (2160, 3840)]
 
 
 def _auc(labels, scores, groups) -> dict:
-    from deepscan.evaluation import bootstrap_metric
+    from deepscan.metrics import bootstrap_metric
 
     labels, scores = np.asarray(labels), np.asarray(scores)
     n_real, n_fake = int((labels == 0).sum()), int(labels.sum())
@@ -62,7 +62,7 @@ def realworld(expert, manifest: Path) -> dict:
         ``overall``, ``gan_images``, ``face_manipulations``, ``per_method`` (each ``{"clean",
         "jpeg90"}`` AUC entries) and ``files``.
     """
-    from deepscan.evaluation import read_manifest
+    from deepscan.labelled import read_manifest
     from deepscan.media import load_image
     from deepscan.training.expert_image import jpeg_roundtrip
 

@@ -55,7 +55,7 @@ def subset_of(pair: str) -> str:
 
 
 def _interval(labels, scores, groups) -> dict:
-    from deepscan.evaluation import bootstrap_metric
+    from deepscan.metrics import bootstrap_metric
 
     labels = np.asarray(labels)
     value, lo, hi = bootstrap_metric(labels, scores, groups)
@@ -85,7 +85,7 @@ def score_realworld(weights=None, models_dir=None, realworld=None) -> dict:
     FileNotFoundError
         The realworld manifest or the AASIST weights are missing.
     """
-    from deepscan.evaluation import read_manifest
+    from deepscan.labelled import read_manifest
     from deepscan.experts.aasist import load_aasist, p_spoof, window_input
     from deepscan.experts.speech_learned import load_speech_expert, windows_of
     from deepscan.media import load_waveform

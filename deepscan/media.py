@@ -1843,3 +1843,30 @@ def _walk(directory: Path, recursive, on_error, visited: set[str], root: str) ->
             continue
         if kind is not None or path.suffix.lower() in MEDIA_EXTENSIONS:
             yield path  # a file named as media that isn't gets its own error result
+
+
+def check_rgb_frame(frame) -> np.ndarray:
+    """Refuse anything but a uint8 ``(H, W, 3)`` frame with ``H, W >= 1``, as the image experts take.
+
+    Parameters
+    ----------
+    frame : object
+        What the caller was given.
+
+    Returns
+    -------
+    np.ndarray
+        ``frame`` itself.
+
+    Raises
+    ------
+    TypeError
+        If ``frame`` is not a uint8 numpy array.
+    ValueError
+        If it is not ``(H, W, 3)`` with ``H, W >= 1``.
+    """
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
+        raise TypeError(f"frame must be a uint8 RGB numpy array, got {getattr(frame, 'dtype', type(frame))}")
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 1 or frame.shape[1] < 1:
+        raise ValueError(f"frame must have shape (H, W, 3), got {frame.shape}")
+    return frame

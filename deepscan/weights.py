@@ -1,9 +1,13 @@
 """The weights registry: the one place that knows where every model's weights come from.
 
 Each entry of :data:`MODELS` names one model file (experts and face detectors: a pinned file in a
-public repository) or one hub encoder (CLIP, wav2vec2: loaded through :mod:`deepscan.hub`), with its
-upstream source, SHA-256, size, licence, what it detects, what it was trained on and its published
-result. :func:`model_path` finds a file, in this order:
+public repository; the learned experts and the default detector: a file that ships inside the package)
+or one hub encoder (CLIP, wav2vec2: loaded through :mod:`deepscan.hub`), with its source, SHA-256,
+size, licence, what it detects, what it was trained on and its published result. The registry knows
+no expert: experts, ``models list`` and training read their entries by name.
+
+A packaged file (:attr:`ModelEntry.packaged`) is part of the installation: it is hash-checked on load
+and never fetched. Any other file is found, in this order:
 
 1. a local folder of the files, ``models_dir`` or ``$DEEPSCAN_MODELS_DIR`` (``--models-dir`` on the
    command line), used as is and hash-checked on load (a wrong file there is refused, never deleted:
@@ -76,7 +80,11 @@ class ModelEntry:
     trained_on : str
         Its training data (its domain: what it can be expected to know).
     published : str
-        The published result and the paper.
+        The published result and the paper (for a packaged file, its model card).
+    packaged : str or None
+        For a file that ships inside the package: its path relative to the ``deepscan`` package
+        folder (``"experts/weights/face_forgery.safetensors"``); ``None`` for files fetched from
+        upstream and for hub encoders.
     """
 
     name: str
@@ -89,11 +97,17 @@ class ModelEntry:
     detects: str
     trained_on: str
     published: str
+    packaged: str | None = None
 
     @property
     def is_file(self) -> bool:
-        """True for a pinned file (experts, face detectors); False for a hub encoder."""
+        """True for a pinned file (experts, face detectors, packaged weights); False for a hub encoder."""
         return self.sha256 is not None
+
+    @property
+    def is_packaged(self) -> bool:
+        """True for a file that ships inside the package (never downloaded)."""
+        return self.packaged is not None
 
     def to_dict(self) -> dict:
         """The entry as a JSON-ready dict."""
@@ -106,6 +120,8 @@ _RAWGAT = ("https://github.com/eurecom-asp/RawGAT-ST-antispoofing/raw/e3b049f79b
 _MESONET = "https://github.com/DariusAf/MesoNet/raw/2144d56a30e48cdcac1976ff13a1c5cdc86376c6/weights/"
 # The OpenCV Zoo YuNet (served there through Git LFS); this pinned copy has the SHA-256 the zoo lists.
 _YUNET = "https://github.com/RuDr8A/RealTime-PPE-Compliance/raw/d876a822bbb20180b9ed7850c1d3229d72883067/"
+
+_HARVEST = "../shared/harvest (public generators' output and real media)"
 
 _ENTRIES = (
     ModelEntry(
@@ -164,8 +180,33 @@ _ENTRIES = (
         "LibriSpeech 960 h, self-supervised",
         "Baevski et al., 'wav2vec 2.0', NeurIPS 2020",
     ),
+    ModelEntry(
+        "synthetic_speech", "learned expert", "synthetic_speech.safetensors", "docs/model-cards/synthetic_speech.md",
+        "3258ff76f5843d67bfd5709d468b5795f83f1451c2fb2f24a6a242cc7b498ac3", 205_204, "Apache-2.0",
+        "synthetic or converted speech", _HARVEST, "docs/model-cards/synthetic_speech.md",
+        packaged="experts/weights/synthetic_speech.safetensors",
+    ),
+    ModelEntry(
+        "generated_image", "learned expert", "generated_image.safetensors", "docs/model-cards/generated_image.md",
+        "8df86a84b0d4a3edc68de4ce2194c955ec1321fca9f8c063059f8d4dbc4167d1", 198_772, "Apache-2.0",
+        "GAN and diffusion images", _HARVEST, "docs/model-cards/generated_image.md",
+        packaged="experts/weights/generated_image.safetensors",
+    ),
+    ModelEntry(
+        "face_forgery", "learned expert", "face_forgery.safetensors", "docs/model-cards/face_forgery.md",
+        "14fa159f4b68952369a073923956b0aa8e3d854b38e579c93ab13c64446f622f", 268_468, "Apache-2.0",
+        "manipulated faces (swaps, reenactment, blending)", _HARVEST, "docs/model-cards/face_forgery.md",
+        packaged="experts/weights/face_forgery.safetensors",
+    ),
+    ModelEntry(
+        "default detector", "detector", "default.safetensors", "README: The detector that ships",
+        "3e1ba0144769543452533f6db20b883f9358a864f330522ebb41568c56519224", 159_332, "Apache-2.0",
+        "fused verdict per media kind from the experts' cues", _HARVEST, "README: The detector that ships",
+        packaged="model/default.safetensors",
+    ),
 )
 MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in _ENTRIES}
+PACKAGE_ROOT = Path(__file__).resolve().parent  # packaged files are found relative to this folder
 
 
 def get_entry(name: str) -> ModelEntry:
@@ -258,6 +299,9 @@ def find_model(name: str, models_dir_: str | os.PathLike | None = None) -> Path 
     entry = get_entry(name)
     if not entry.is_file:
         raise ValueError(f"{entry.name} is a hub encoder; deepscan.hub finds it")
+    if entry.is_packaged:
+        path = PACKAGE_ROOT / entry.packaged
+        return path if path.is_file() else None
     for folder in (models_dir(models_dir_), download_dir()):
         if folder is not None and (folder / entry.filename).is_file():
             return folder / entry.filename
@@ -294,10 +338,10 @@ def model_path(name: str, models_dir_: str | os.PathLike | None = None, download
     Raises
     ------
     ChecksumMismatchError
-        If the file found has another SHA-256 (a file in the local folder is left in place; a
-        corrupt file in the download cache is removed and fetched again).
+        If the file found has another SHA-256 (a file in the local folder or the package is left in
+        place; a corrupt file in the download cache is removed and fetched again).
     ModelLoadingError
-        If the file is missing and may not be fetched (offline, or ``download_missing=False``): the
+        If a packaged file is missing from the installation, or a file is missing and may not be fetched (offline, or ``download_missing=False``): the
         message names the file and ``deepscan models download``.
     DownloadError
         If the download fails.
@@ -305,6 +349,12 @@ def model_path(name: str, models_dir_: str | os.PathLike | None = None, download
         For an unknown name or a hub encoder.
     """
     entry = get_entry(name)
+    if entry.is_packaged:
+        found = find_model(entry.name)
+        if found is None:
+            raise ModelLoadingError(f"the {entry.name} weights are not in this installation "
+                                    f"({PACKAGE_ROOT / entry.packaged}): reinstall deepscan")
+        return _check(entry, found)
     local = models_dir(models_dir_)
     found = find_model(entry.name, models_dir_)
     if found is not None and local is not None and found.parent == local:
@@ -358,6 +408,8 @@ def download(name: str, progress: bool = True) -> Path:
     entry = get_entry(name)
     if not entry.is_file:
         raise ValueError(f"{entry.name} is a hub encoder; deepscan.hub.download_models fetches it")
+    if entry.is_packaged:
+        raise ValueError(f"{entry.name} ships inside the package; there is nothing to download")
     target_dir = download_dir()
     target = target_dir / entry.filename
     if target.is_file():
@@ -428,34 +480,14 @@ def list_models(models_dir_: str | os.PathLike | None = None) -> list[dict]:
 
 
 def packaged_models() -> list[dict]:
-    """The weights that ship inside the package (the learned experts and the default detector), as rows.
-
-    They need no download: their files are part of deepscan. Rows have the keys of
-    :func:`list_models` (``name``, ``kind``, ``filename``, ``url``, ``sha256``, ``size``, ``licence``,
-    ``detects``, ``trained_on``, ``published``, ``present``, ``location``).
+    """The entries that ship inside the package (the learned experts and the default detector), as rows.
 
     Returns
     -------
     list of dict
-        One row per packaged file that exists in this installation.
+        :func:`list_models` rows of the packaged entries present in this installation.
     """
-    from deepscan.experts.runner import LEARNED, LEARNED_DETECTS, PACKAGED_WEIGHTS
-    from deepscan.model.fusion import DEFAULT_PATH
-
-    files = [(cue, "learned expert", LEARNED_DETECTS[cue], Path(PACKAGED_WEIGHTS) / LEARNED[cue][2],
-              f"docs/model-cards/{cue}.md") for cue in LEARNED]
-    files.append(("default detector", "detector", "fused verdict per media kind from the experts' cues", DEFAULT_PATH,
-                  "README: The detector that ships"))
-    rows = []
-    for name, kind, detects, path, card in files:
-        if not Path(path).is_file():
-            continue
-        rows.append({"name": name, "kind": kind, "filename": Path(path).name, "url": card,
-                     "sha256": sha256_of(path), "size": Path(path).stat().st_size,
-                     "licence": "as deepscan", "detects": detects,
-                     "trained_on": "../shared/harvest (public generators' output and real media)",
-                     "published": card, "present": True, "location": str(path)})
-    return rows
+    return [row for row in list_models() if row["packaged"] is not None and row["present"]]
 
 
 def read_weights(path: str | os.PathLike, what: str) -> tuple[dict, dict]:

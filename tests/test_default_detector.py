@@ -29,7 +29,7 @@ def test_it_records_its_training_files_licences_and_out_of_fold_metrics(shipped)
 
 
 def test_the_realworld_yardstick_is_not_among_its_training_files(shipped):
-    from deepscan.evaluation import read_manifest
+    from deepscan.labelled import read_manifest
 
     manifest = None if SHARED is None else SHARED / "realworld" / "MANIFEST.tsv"
     if manifest is None or not manifest.is_file():

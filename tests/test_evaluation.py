@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deepscan.evaluation import auc, bootstrap_metric, read_manifest
+from deepscan.labelled import read_manifest
+from deepscan.metrics import auc, bootstrap_metric
 
 
 def test_bootstrap_interval_contains_the_point_and_keeps_pairs_together():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from deepscan.errors import ModelLoadingError
-from deepscan.evaluation import LabelledFile
+from deepscan.labelled import LabelledFile
 from deepscan.experts.face_forgery import (
     DEFAULT_WEIGHTS,
     TOKEN_DIM,

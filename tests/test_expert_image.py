@@ -194,7 +194,7 @@ def test_simulated_upsampling_leaves_a_periodic_trace():
 
 
 def test_fold_components_join_groups_and_pairs():
-    from deepscan.evaluation import LabelledFile
+    from deepscan.labelled import LabelledFile
 
     def lf(group, pair):
         return LabelledFile(Path("x"), "image", 0, "m", "s", group, pair, "")

@@ -215,14 +215,14 @@ BAD_LINES = [
 
 @pytest.mark.parametrize("bad, why", BAD_LINES)
 def test_resume_reader_refuses_a_line_it_cannot_parse(tmp_path, bad, why):
-    from deepscan.cli.check import _resume_from
+    from deepscan.cli.scanning import resume_from
 
     out = tmp_path / "results.jsonl"
     good = json.dumps({"path": "a.wav", "status": "ok", "verdict": "real"}).encode() + b"\n"
     for content in (good + bad, bad + good, good + bad + good):
         out.write_bytes(content)
         with pytest.raises(ValueError, match="results"):
-            _resume_from(out)
+            resume_from(out)
         assert out.read_bytes() == content  # a whole line is never cut, only an unfinished last one
 
 

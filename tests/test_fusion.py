@@ -7,7 +7,7 @@ import pytest
 
 from deepscan import synth
 from deepscan.errors import CheckpointError
-from deepscan.evaluation import LabelledFile
+from deepscan.labelled import LabelledFile
 from deepscan.model.fusion import FusionDetector, KindModel, cue_features, is_fusion_checkpoint
 from deepscan.scanner import Scanner
 from deepscan.training.fusion import fit_fusion

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from deepscan.training.metrics import (
+from deepscan.metrics import (
     detection_metrics, equal_error_rate, expected_calibration_error, fit_temperature, threshold_at_fpr,
 )
 

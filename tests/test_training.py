@@ -10,9 +10,10 @@ import torch
 
 from deepscan.extractors import Features
 from deepscan.model import read_metadata
-from deepscan.training import metrics
+from deepscan import metrics
 from deepscan.training.data import FileSample
-from deepscan.training.evaluate import evaluate_samples, fit_threshold
+from deepscan.evaluation.detector import fit_threshold
+from deepscan.training.train import evaluate_samples
 from deepscan.training.train import TrainConfig, file_logits, train_detector
 
 DIMS = {"image": 16, "audio": 24, "video": 16}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import http.server
@@ -65,7 +66,11 @@ def test_registry_entries_are_complete_and_match_the_shared_files(models_dir):
     sums = dict(line.split()[::-1] for line in (models_dir / "SHA256SUMS").read_text().splitlines() if line)
     for entry in weights.MODELS.values():
         assert entry.licence and entry.detects and entry.trained_on and entry.published
-        if entry.is_file:
+        if entry.is_packaged:
+            path = weights.PACKAGE_ROOT / entry.packaged
+            assert weights.sha256_of(path) == entry.sha256, f"retrained {entry.name}? update its registry entry"
+            assert path.stat().st_size == entry.size
+        elif entry.is_file:
             assert "/raw/" in entry.url and len(entry.url.split("/raw/")[1].split("/")[0]) == 40  # pinned commit
             assert sums[entry.filename] == entry.sha256
             assert (models_dir / entry.filename).stat().st_size == entry.size
@@ -137,3 +142,19 @@ def test_models_list_and_download_commands(server, isolated, models_dir):
     assert result.exit_code == EXIT_MODEL_ERROR and "refused" in result.output
     result = runner.invoke(app, ["models", "download", "nonsense"])
     assert result.exit_code != EXIT_OK and "unknown model" in result.output
+
+
+def test_packaged_weights_are_entries_like_any_other(tmp_path, monkeypatch):
+    """The learned experts and the default detector are registry entries: found in the package,
+    hash-checked, never downloaded, and listed by models list beside the fetched files."""
+    entry = weights.get_entry("face_forgery")
+    assert entry.is_packaged and entry.kind == "learned expert"
+    assert weights.model_path("face_forgery") == weights.PACKAGE_ROOT / entry.packaged
+    with pytest.raises(ValueError, match="ships inside the package"):
+        weights.download("face_forgery")
+    rows = {row["name"]: row for row in weights.list_models()}
+    assert rows["default detector"]["present"] and rows["generated_image"]["packaged"]
+    altered = dataclasses.replace(entry, sha256="0" * 64)
+    monkeypatch.setitem(weights.MODELS, "face_forgery", altered)
+    with pytest.raises(ChecksumMismatchError, match="face_forgery"):
+        weights.model_path("face_forgery")

@@ -1,4 +1,4 @@
-"""YuNet port: deepscan.experts.yunet (the model and samples come from ../shared; decode runs anywhere)."""
+"""YuNet port: deepscan.faces.yunet (the model and samples come from ../shared; decode runs anywhere)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from PIL import Image
 
 import deepscan.faces
 from deepscan.errors import ModelLoadingError
-from deepscan.experts.yunet import (
+from deepscan.faces.yunet import (
     NMS_IOU,
     SCORE_THRESHOLD,
     STRIDES,

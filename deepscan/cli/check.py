@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from deepscan.cli.common import (
     EXIT_USAGE, OutputFormat, finish_check, open_output, output_format_for, progress_enabled, scanner_or_exit,
     stderr,
 )
+from deepscan.cli.scanning import NoProgress, media_progress, resume_from, streaming_writer, write_final
 from deepscan.writers.safe import markup_text
 
 
@@ -101,7 +100,7 @@ def check(
             stderr.print("[red]error:[/] --resume needs --format jsonl and --output FILE")
             raise typer.Exit(EXIT_USAGE)
         try:
-            results = _resume_from(output)
+            results = resume_from(output)
         except ValueError as error:
             stderr.print(f"[red]error:[/] cannot resume from {markup_text(output)}: {markup_text(error)}")
             raise typer.Exit(EXIT_USAGE)
@@ -111,10 +110,10 @@ def check(
     skip = (lambda p: p in done or os.path.abspath(p) in done) if done else None
     interrupted = False
     with open_output(output, append=resume) as stream:
-        writer = _streaming_writer(output_format, stream)
-        with _progress(not progress_enabled(quiet)) as progress:
+        writer = streaming_writer(output_format, stream)
+        with media_progress(not progress_enabled(quiet)) as progress:
             total = None
-            if not isinstance(progress, _NoProgress):
+            if not isinstance(progress, NoProgress):
                 from deepscan.scanner import total_media_seconds
 
                 total = total_media_seconds(paths, recursive=recursive, skip=skip) or None
@@ -130,71 +129,6 @@ def check(
                 interrupted = True
             finally:
                 scanner.close()  # ends the decoding workers (terminated already on Ctrl-C)
-        _write_final(output_format, results, stream, output)
+        write_final(output_format, results, stream, output)
     raise typer.Exit(finish_check(results, paths, output_format=output_format, output=output, html=html,
                                   interrupted=interrupted, fail_on_fake=fail_on_fake))
-
-
-def _resume_from(output: Path) -> list:
-    """Results already in a JSON Lines file; a truncated last line (a killed scan) is cut off.
-
-    Raises
-    ------
-    ValueError
-        When the file is not a JSON Lines results file.
-    """
-    from deepscan.writers.jsonout import read_jsonl
-
-    if not output.exists():
-        return []
-    with open(output, "rb+") as raw:
-        data = raw.read()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):  # the last line was being written when the scan was killed
-            raw.truncate(end)
-    return list(read_jsonl(output))
-
-
-def _streaming_writer(output_format: OutputFormat, stream):
-    from deepscan.writers import CsvWriter, JsonLinesWriter
-
-    if output_format == OutputFormat.jsonl:
-        return JsonLinesWriter(stream)
-    if output_format == OutputFormat.csv:
-        return CsvWriter(stream)
-    return None
-
-
-def _write_final(output_format: OutputFormat, results, stream, output) -> None:
-    from deepscan.writers import render_table, write_json, write_junit
-
-    if output_format == OutputFormat.table:
-        Console(file=stream, soft_wrap=False, width=None if output is None else 160).print(render_table(results))
-    elif output_format == OutputFormat.json:
-        write_json(results, stream)
-    elif output_format == OutputFormat.junit:
-        write_junit(results, stream)
-
-
-class _NoProgress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def add_task(self, *args, **kwargs):
-        return 0
-
-    def advance(self, *args, **kwargs):
-        pass
-
-    def update(self, *args, **kwargs):
-        pass
-
-
-def _progress(disabled: bool):
-    if disabled:
-        return _NoProgress()
-    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f} media-s"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=stderr, transient=True)

@@ -8,7 +8,7 @@ Two kinds of DATA:
   per named subset, AUC, EER, AP, accuracy at the threshold and ECE with 95% bootstrap intervals
   over pairs, for the fused ``p_fake`` and for each cue alone (:func:`deepscan.evaluation.evaluate_media`);
 - **a training data set** (a folder with ``manifest.csv``, the CSV itself, or ``real/`` + ``fake/``
-  with ``--split``): one split is scored from the encoders' features (:mod:`deepscan.training.evaluate`),
+  with ``--split``): one split is scored from the encoders' features (:mod:`deepscan.evaluation.detector`),
   and ``--fit-threshold`` can write a copy of the detector with its threshold fitted.
 """
 
@@ -26,7 +26,7 @@ from rich.table import Table
 from deepscan.cli.common import EXIT_MODEL_ERROR, EXIT_USAGE, scanner_or_exit, stderr
 from deepscan.cli.synth import progress_bar
 from deepscan.errors import CheckpointError, DeepscanError, ModelLoadingError
-from deepscan.evaluation import BOOTSTRAP_ROUNDS as DEFAULT_ROUNDS  # as bench.quality, so the intervals agree
+from deepscan.metrics import BOOTSTRAP_ROUNDS as DEFAULT_ROUNDS  # as bench.quality, so the intervals agree
 from deepscan.writers.safe import markup_text
 
 
@@ -116,7 +116,7 @@ def labelled_media(data: Path, split: Optional[Split] = None) -> bool:
         True for a ``.tsv`` file, a folder holding ``MANIFEST.tsv``, and a folder with ``real/`` and
         ``fake/`` but no ``manifest.csv`` when no split was asked for.
     """
-    from deepscan.evaluation import MANIFEST_NAME
+    from deepscan.labelled import MANIFEST_NAME
     from deepscan.training.data import MANIFEST_NAME as TRAINING_MANIFEST
 
     if data.is_file():
@@ -129,7 +129,8 @@ def labelled_media(data: Path, split: Optional[Split] = None) -> bool:
 
 def _evaluate_media(data, detector, encoders, output_format, subset, experts, models_dir, rounds, workers, cache_dir,
                     quiet) -> None:
-    from deepscan.evaluation import evaluate_media, parse_subsets, read_labelled
+    from deepscan.evaluation.media import evaluate_media
+    from deepscan.labelled import parse_subsets, read_labelled
     from deepscan.scanner import Scanner
     from deepscan.writers.evaluation import legend, render_markdown, render_tables
     from deepscan.writers.safe import json_dumps
@@ -176,8 +177,8 @@ def _evaluate_split(data, detector, encoders, split, output_format, fit_threshol
     from deepscan.extractors import load_extractors
     from deepscan.model import read_metadata
     from deepscan.training.data import FeatureStore, load_dataset
-    from deepscan.training.evaluate import evaluate_detector
-    from deepscan.training.evaluate import fit_threshold as fit
+    from deepscan.evaluation.detector import evaluate_detector
+    from deepscan.evaluation.detector import fit_threshold as fit
 
     if fit_threshold and output is None:
         stderr.print("[red]error:[/] --fit-threshold needs --output FILE.safetensors for the new checkpoint")
@@ -219,7 +220,7 @@ def _f(value) -> str:
 
 
 def metrics_table(result: dict) -> Table:
-    """A Rich table of :func:`deepscan.training.evaluate.evaluate_samples` metrics: one row overall, one per kind."""
+    """A Rich table of :func:`deepscan.training.train.evaluate_samples` metrics: one row overall, one per kind."""
     det = result.get("detector") or {}
     table = Table(title=f"deepscan evaluate ({result.get('split')} split, detector {det.get('name', '')})")
     for column in ("files", "n_real", "n_fake", "AUC", "EER", "AP", "acc", "ECE", "tn/fp/fn/tp"):

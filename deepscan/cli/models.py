@@ -37,9 +37,9 @@ def list_command(
 ) -> None:
     """Show every model (encoders, experts, face detector, the weights that ship): licence, size, whether it is here."""
     from deepscan.hub import is_offline
-    from deepscan.weights import list_models, packaged_models
+    from deepscan.weights import list_models
 
-    rows = list_models(models_dir) + packaged_models()
+    rows = list_models(models_dir)
     if output_format == "json":
         for row in rows:
             typer.echo(json.dumps(row))
@@ -103,6 +103,10 @@ def download_command(
     failed = False
     for entry in entries:
         if not entry.is_file:
+            continue
+        if entry.is_packaged:
+            if names:
+                stderr.print(f"{entry.name}: ships inside the package, nothing to download", markup=False)
             continue
         try:
             stderr.print(f"{entry.name}: {download(entry.name, progress=not quiet)}")

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from deepscan.cli.check import _NoProgress, _resume_from, _streaming_writer, _write_final
 from deepscan.cli.common import (
     EXIT_MODEL_ERROR, EXIT_USAGE, OutputFormat, finish_check, output_format_for, progress_enabled, stderr,
 )
+from deepscan.cli.scanning import file_progress, resume_from, streaming_writer, write_final
 from deepscan.distributed.storage import (
     is_uri, list_inputs, open_text_output, prior_jsonl_results, restore_uri, write_parquet,
 )
@@ -65,7 +65,7 @@ def check_on_ray(paths, *, address=None, actors=None, output=None, output_format
             stderr.print("[red]error:[/] --resume needs --format jsonl and --output FILE")
             return EXIT_USAGE
         try:
-            results, prior = prior_jsonl_results(target) if is_uri(target) else (_resume_from(Path(target)), b"")
+            results, prior = prior_jsonl_results(target) if is_uri(target) else (resume_from(Path(target)), b"")
         except (ValueError, OSError) as error:
             stderr.print(f"[red]error:[/] cannot resume from {markup_text(target)}: {markup_text(error)}")
             return EXIT_USAGE
@@ -105,8 +105,8 @@ def check_on_ray(paths, *, address=None, actors=None, output=None, output_format
     interrupted = False
     stream, close = (None, False) if parquet else open_text_output(target, prior, append_local=resume)
     try:
-        writer = _streaming_writer(fmt, stream) if stream is not None else None
-        with _file_progress(not progress_enabled(quiet)) as progress:
+        writer = streaming_writer(fmt, stream) if stream is not None else None
+        with file_progress(not progress_enabled(quiet)) as progress:
             task = progress.add_task("scanning", total=None)
             try:
                 skip = (lambda p: p in done or (not is_uri(p) and os.path.abspath(p) in done)) if done else None
@@ -124,18 +124,9 @@ def check_on_ray(paths, *, address=None, actors=None, output=None, output_format
         if parquet:
             write_parquet(ordered, target)
         elif stream is not None:
-            _write_final(fmt, ordered, stream, target)
+            write_final(fmt, ordered, stream, target)
     finally:
         if close:
             stream.close()
     return finish_check(ordered, sources, output_format=fmt, output=target, html=html, interrupted=interrupted,
                         fail_on_fake=fail_on_fake)
-
-
-def _file_progress(disabled: bool):
-    if disabled:
-        return _NoProgress()
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=stderr,
-                    transient=True)

@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from deepscan.media import check_rgb_frame  # noqa: F401  (re-exported: the image experts check frames with it)
+
 __all__ = ["mono_waveform", "tile_to", "check_rgb_frame"]
 
 
@@ -65,30 +67,3 @@ def tile_to(waveform: np.ndarray, length: int) -> np.ndarray:
     if wave.size >= length:
         return wave[:length].copy()
     return np.tile(wave, math.ceil(length / wave.size))[:length]
-
-
-def check_rgb_frame(frame) -> np.ndarray:
-    """Refuse anything but a uint8 ``(H, W, 3)`` frame with ``H, W >= 1``, as the image experts take.
-
-    Parameters
-    ----------
-    frame : object
-        What the caller was given.
-
-    Returns
-    -------
-    np.ndarray
-        ``frame`` itself.
-
-    Raises
-    ------
-    TypeError
-        If ``frame`` is not a uint8 numpy array.
-    ValueError
-        If it is not ``(H, W, 3)`` with ``H, W >= 1``.
-    """
-    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
-        raise TypeError(f"frame must be a uint8 RGB numpy array, got {getattr(frame, 'dtype', type(frame))}")
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 1 or frame.shape[1] < 1:
-        raise ValueError(f"frame must have shape (H, W, 3), got {frame.shape}")
-    return frame

@@ -51,20 +51,18 @@ CUES = {
     "meso4": ("meso4-df", "face"),
     "meso4-f2f": ("meso4-f2f", "face"),
     "av_sync": (None, "audio-visual"),
-    "synthetic_speech": (None, "audio"),
-    "generated_image": (None, "image"),
-    "face_forgery": (None, "face"),
+    "synthetic_speech": ("synthetic_speech", "audio"),
+    "generated_image": ("generated_image", "image"),
+    "face_forgery": ("face_forgery", "face"),
 }
 DEFAULT_CUES = ("aasist", "meso4", "av_sync", "synthetic_speech", "generated_image", "face_forgery")
-# learned experts (issue 12): cue -> (module, loader, packaged weights file); their weights ship inside the package
+# learned experts: cue -> (module, loader); their weights ship inside the package, under the cue's
+# name in the weights registry (deepscan.weights.MODELS), which says what each detects and holds its SHA-256
 LEARNED = {
-    "synthetic_speech": ("deepscan.experts.speech_learned", "load_speech_expert", "synthetic_speech.safetensors"),
-    "generated_image": ("deepscan.experts.generated_image", "load_image_expert", "generated_image.safetensors"),
-    "face_forgery": ("deepscan.experts.face_forgery", "load_face_expert", "face_forgery.safetensors"),
+    "synthetic_speech": ("deepscan.experts.speech_learned", "load_speech_expert"),
+    "generated_image": ("deepscan.experts.generated_image", "load_image_expert"),
+    "face_forgery": ("deepscan.experts.face_forgery", "load_face_expert"),
 }
-LEARNED_DETECTS = {"synthetic_speech": "synthetic or converted speech", "generated_image": "GAN and diffusion images",
-                   "face_forgery": "manipulated faces (swaps, reenactment, blending)"}  # as results and models list say
-PACKAGED_WEIGHTS = os.path.join(os.path.dirname(__file__), "weights")
 FRAMES_PER_WINDOW_IMAGE = 1  # frames of a video window the generated-image expert scores (the middle one)
 AASIST_VARIANTS = {"aasist": "AASIST", "aasist-l": "AASIST-L"}
 MESO_BATCH = 32  # face crops per Meso-4 call
@@ -165,12 +163,13 @@ def resolve_experts(names="auto", models_dir: str | os.PathLike | None = None) -
     for name in wanted:
         registry, _ = CUES[name]
         if name in LEARNED:
-            path = os.path.join(PACKAGED_WEIGHTS, LEARNED[name][2])
-            if not os.path.isfile(path):
+            try:
+                path = str(weights.model_path(registry))
+            except ModelLoadingError as error:
                 if strict:
-                    raise ModelLoadingError(f"the {name} expert's weights are not in this installation: {path}")
+                    raise
                 unavailable[name] = "weights not shipped in this installation"
-                problems[name] = f"the {name} expert's weights are not in this installation ({path})"
+                problems[name] = error.message
                 continue
             cues.append(name)
             paths[name] = path
@@ -205,7 +204,7 @@ def _learned_provenance(name: str, path: str) -> dict:
 
     from safetensors import safe_open
 
-    from deepscan.weights import sha256_of
+    from deepscan.weights import get_entry, sha256_of
 
     with safe_open(path, "pt") as f:
         meta = f.metadata() or {}
@@ -221,7 +220,7 @@ def _learned_provenance(name: str, path: str) -> dict:
             break
     return {"expert": name, "weights_sha256": sha256_of(path), "licence": "see the model card",
             "trained_on": summary or "deepscan harvest (see the model card in the README)",
-            "detects": LEARNED_DETECTS[name]}
+            "detects": get_entry(name).detects}
 
 
 @dataclass
@@ -272,7 +271,7 @@ class Experts:
             if name in LEARNED:
                 import importlib
 
-                module, loader, _ = LEARNED[name]
+                module, loader = LEARNED[name]
                 self.learned[name] = getattr(importlib.import_module(module), loader)(config.paths[name])
                 continue
             if name in AASIST_VARIANTS:

@@ -6,6 +6,7 @@
   vocoded audio);
 - :mod:`~deepscan.training.corpus`: the labelled synthetic corpus of ``deepscan synth``;
 - :mod:`~deepscan.training.train`: AdamW training with early stopping, temperature calibration, saving;
-- :mod:`~deepscan.training.evaluate`: AUC / EER / AP / accuracy / ECE overall and per kind, threshold fitting;
-- :mod:`~deepscan.training.metrics`: the metrics, on scikit-learn.
+- :func:`~deepscan.training.train.evaluate_samples`: AUC / EER / AP / accuracy / ECE of a detector, overall and per kind;
+- the metrics are :mod:`deepscan.metrics` (below training); evaluating a checkpoint and fitting its
+  threshold is :mod:`deepscan.evaluation.detector` (above it).
 """

@@ -40,6 +40,7 @@ from ..cache import FeatureCache, cache_key, default_cache_dir, file_sha256
 from ..errors import DeepscanError
 from ..extractors import Features
 from ..faces import FaceCropper, FaceDetectorConfig
+from ..labelled import source_of
 from ..media import VISUAL_FPS, WINDOW_SECONDS, Window, iter_media_files, iter_windows, load_waveform, probe
 from ..results import MODALITIES
 from .pseudofakes import PSEUDO_FAKE_KINDS, PseudoFakeConfig, apply_pseudo_fake
@@ -171,15 +172,6 @@ def split_of(source: str) -> str:
     if u < SPLIT_FRACTIONS["train"]:
         return "train"
     return "val" if u < SPLIT_FRACTIONS["train"] + SPLIT_FRACTIONS["val"] else "test"
-
-
-def source_of(path: Path, kind: str) -> str:
-    """Source name of a file without a manifest ``source``: its stem less a ``real_``/``fake_``/``<kind>_`` prefix."""
-    stem = Path(path).stem
-    for prefix in (f"{kind}_", "real_", "fake_"):
-        if stem.startswith(prefix) and len(stem) > len(prefix):
-            return stem[len(prefix):]
-    return stem
 
 
 def _read_marker(root: Path) -> dict:

@@ -57,7 +57,8 @@ import numpy as np
 import torch
 
 from deepscan.errors import DeepscanError
-from deepscan.evaluation import LabelledFile, auc, read_manifest
+from deepscan.labelled import LabelledFile, read_manifest
+from deepscan.metrics import auc
 
 __all__ = [
     "FACE_FAKE_METHODS",
@@ -800,7 +801,7 @@ def rank_auc(labels, scores) -> float:
 
 def _auc_table(samples: list[FaceSample], scores: np.ndarray) -> dict:
     """Out-of-fold AUCs: overall (with a page-grouped bootstrap interval), per kind, per fake system."""
-    from deepscan.evaluation import bootstrap_metric
+    from deepscan.metrics import bootstrap_metric
 
     ok = ~np.isnan(scores)
     labels = np.array([s.file.label for s in samples])

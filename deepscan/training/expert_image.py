@@ -58,7 +58,8 @@ import torch
 import torch.nn.functional as F
 
 from ..cache import default_cache_dir, file_sha256
-from ..evaluation import LabelledFile, auc, bootstrap_metric, read_manifest
+from ..labelled import LabelledFile, read_manifest
+from ..metrics import auc, bootstrap_metric
 from ..experts.generated_image import (
     GeneratedImageNet,
     NetConfig,

@@ -46,7 +46,8 @@ import torch
 import torch.nn.functional as F
 
 from deepscan.cache import file_sha256
-from deepscan.evaluation import LabelledFile, auc, bootstrap_metric, read_manifest
+from deepscan.labelled import LabelledFile, read_manifest
+from deepscan.metrics import auc, bootstrap_metric
 from deepscan.experts.speech_learned import (
     CUE,
     SpeechExpert,

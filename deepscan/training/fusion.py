@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepscan.evaluation import LabelledFile, read_manifest
+from deepscan.labelled import LabelledFile, read_manifest
 from deepscan.model.fusion import FusionDetector, KindModel, cue_features
 
 __all__ = ["page_weights", "CANDIDATES", "harvest_files", "sample_files", "rows_from_records", "learned_training_files", "stamp_real_media", "av_offset_copy", "av_offset_pseudo_fakes", "fit_fusion", "fit_and_save", "train", "LEARNED_CUES",
@@ -99,12 +99,13 @@ def learned_training_files() -> dict:
     """
     from safetensors import safe_open
 
-    from deepscan.experts.runner import LEARNED, PACKAGED_WEIGHTS
+    from deepscan.experts.runner import LEARNED
+    from deepscan.weights import find_model
 
     out = {}
     for cue in LEARNED_CUES:
-        path = Path(PACKAGED_WEIGHTS) / LEARNED[cue][2] if cue in LEARNED else None
-        if path is None or not path.is_file():
+        path = find_model(cue) if cue in LEARNED else None
+        if path is None:
             out[cue] = None
             continue
         with safe_open(str(path), "np") as f:
@@ -231,7 +232,7 @@ def fit_fusion(rows: list[tuple[LabelledFile, dict, str]], seed: int = 0, folds:
     """
     from sklearn.metrics import roc_auc_score
 
-    from deepscan.training.metrics import detection_metrics, threshold_at_fpr
+    from deepscan.metrics import detection_metrics, threshold_at_fpr
 
     candidates = CANDIDATES if candidates is None else candidates
     models, oof_out = {}, {}

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from .. import __version__
 from ..model import CrossModalDetector, DetectorConfig, save_detector
 from ..results import MODALITIES
-from . import metrics
+from .. import metrics
 from .data import FileSample
 
 __all__ = ["TrainConfig", "TrainResult", "train_detector", "file_logits", "checkpoint_encoders", "default_detector_config"]
@@ -153,7 +153,7 @@ class TrainResult:
         Per epoch: ``epoch``, ``train_loss``, ``val_auc``, ``val_loss``.
     best_epoch : int
     val_metrics : dict or None
-        :func:`~deepscan.training.metrics.detection_metrics` of the validation files.
+        :func:`~deepscan.metrics.detection_metrics` of the validation files.
     """
 
     model: CrossModalDetector
@@ -332,6 +332,52 @@ def file_logits(model: CrossModalDetector, samples: Sequence[FileSample], temper
         return np.zeros(0)
     logits = _window_logits(model, _pad(windows), len(windows)) / float(temperature)
     return np.array([logits[owner == i].mean() for i in range(len(samples))])
+
+
+def evaluate_samples(model, checkpoint, samples: Sequence, threshold: float | None = None) -> dict:
+    """Metrics of a loaded detector on file samples, overall and per fake kind.
+
+    Parameters
+    ----------
+    model : CrossModalDetector
+    checkpoint : DetectorCheckpoint
+        Its temperature and threshold are used.
+    samples : sequence of FileSample
+    threshold : float, optional
+        Overrides the checkpoint's threshold.
+
+    Returns
+    -------
+    dict
+        The fields of :func:`~deepscan.metrics.detection_metrics` (``auc``, ``eer``,
+        ``ap``, ``accuracy``, ``ece``, ``n_real``, ``n_fake``, ``confusion``, ...), plus
+        ``temperature``, ``fitted_temperature`` (the temperature these files would ask for),
+        ``per_kind`` (kind -> the same metrics, that kind's fakes against all reals) and
+        ``files`` (path, kind, label, p_fake per file).
+
+    Raises
+    ------
+    ValueError
+        When there are no samples.
+    """
+    if not samples:
+        raise ValueError("no files to evaluate (is the split empty?)")
+    threshold = checkpoint.threshold if threshold is None else float(threshold)
+    logits = file_logits(model, samples, checkpoint.temperature)
+    labels = np.array([s.y for s in samples], np.int64)
+    p = 1.0 / (1.0 + np.exp(-logits))
+    out = metrics.detection_metrics(labels, p, threshold)
+    out["temperature"] = checkpoint.temperature
+    out["fitted_temperature"] = (metrics.fit_temperature(labels, logits * checkpoint.temperature)
+                                 if len(set(labels.tolist())) == 2 else None)
+    out["per_kind"] = {}
+    real = labels == 0
+    for kind in sorted({s.kind for s in samples if s.y == 1}):
+        sel = real | np.array([s.kind == kind and s.y == 1 for s in samples])
+        out["per_kind"][kind] = metrics.detection_metrics(labels[sel], p[sel], threshold)
+    out["files"] = [{"path": s.path, "kind": s.kind, "label": "fake" if s.y else "real", "p_fake": float(q)}
+                    for s, q in zip(samples, p)]
+    return out
 
 
 def _bce(labels: np.ndarray, logits: np.ndarray) -> float:
@@ -589,7 +635,6 @@ def run_training(
 
     from ..extractors import load_extractors
     from .data import PSEUDO_FAKE_KINDS, FeatureStore, build_samples, load_dataset
-    from .evaluate import evaluate_samples
 
     started = time.perf_counter()
     kinds = tuple(kinds or PSEUDO_FAKE_KINDS)

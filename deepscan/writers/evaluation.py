@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from deepscan.evaluation import METRICS
+from deepscan.metrics import METRICS
 
 __all__ = ["HEADERS", "sections", "metric_cell", "files_cell", "legend", "render_markdown", "render_tables"]
 

@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from deepscan.errors import ModelLoadingError
-from deepscan.experts import check_rgb_frame
-from deepscan.faces import Detection, downscale
+from deepscan.faces.boxes import Detection, downscale
+from deepscan.media import check_rgb_frame
 
 __all__ = [
     "YUNET_FILENAME",

@@ -2,7 +2,7 @@
 
 Files are scored exactly as ``deepscan check`` scores them: window log-odds from the detector,
 divided by the checkpoint's temperature, averaged per file (:func:`deepscan.results.aggregate_windows`),
-then ``p_fake = sigmoid``. Metrics come from :mod:`deepscan.training.metrics` (scikit-learn):
+then ``p_fake = sigmoid``. Metrics come from :mod:`deepscan.metrics` (scikit-learn):
 AUC, EER, AP, accuracy and confusion at the checkpoint's threshold, ECE (Guo et al., ICML 2017),
 overall and per fake kind (each kind against all reals).
 """
@@ -10,67 +10,19 @@ overall and per fake kind (each kind against all reals).
 from __future__ import annotations
 
 import os
-from typing import Sequence
-
 import numpy as np
 
-from ..model import check_encoders, load_detector, read_metadata, with_threshold
-from . import metrics
-from .data import DataSet, FeatureStore, build_samples
-from .train import file_logits
+from deepscan import metrics
+from deepscan.model import check_encoders, load_detector, read_metadata, with_threshold
+from deepscan.training.data import DataSet, FeatureStore, build_samples
+from deepscan.training.train import evaluate_samples
 
-__all__ = ["expected_encoders", "evaluate_samples", "evaluate_detector", "fit_threshold"]
+__all__ = ["expected_encoders", "evaluate_detector", "fit_threshold"]
 
 
 def expected_encoders(extractors) -> dict:
     """``{m: {"id", "dim"}}`` of the loaded extractors, as ``check`` compares them with a checkpoint."""
     return {m: {"id": extractors.config[m]["id"], "dim": int(extractors.config[m]["dim"])} for m in ("image", "audio")}
-
-
-def evaluate_samples(model, checkpoint, samples: Sequence, threshold: float | None = None) -> dict:
-    """Metrics of a loaded detector on file samples, overall and per fake kind.
-
-    Parameters
-    ----------
-    model : CrossModalDetector
-    checkpoint : DetectorCheckpoint
-        Its temperature and threshold are used.
-    samples : sequence of FileSample
-    threshold : float, optional
-        Overrides the checkpoint's threshold.
-
-    Returns
-    -------
-    dict
-        The fields of :func:`~deepscan.training.metrics.detection_metrics` (``auc``, ``eer``,
-        ``ap``, ``accuracy``, ``ece``, ``n_real``, ``n_fake``, ``confusion``, ...), plus
-        ``temperature``, ``fitted_temperature`` (the temperature these files would ask for),
-        ``per_kind`` (kind -> the same metrics, that kind's fakes against all reals) and
-        ``files`` (path, kind, label, p_fake per file).
-
-    Raises
-    ------
-    ValueError
-        When there are no samples.
-    """
-    if not samples:
-        raise ValueError("no files to evaluate (is the split empty?)")
-    threshold = checkpoint.threshold if threshold is None else float(threshold)
-    logits = file_logits(model, samples, checkpoint.temperature)
-    labels = np.array([s.y for s in samples], np.int64)
-    p = 1.0 / (1.0 + np.exp(-logits))
-    out = metrics.detection_metrics(labels, p, threshold)
-    out["temperature"] = checkpoint.temperature
-    out["fitted_temperature"] = (metrics.fit_temperature(labels, logits * checkpoint.temperature)
-                                 if len(set(labels.tolist())) == 2 else None)
-    out["per_kind"] = {}
-    real = labels == 0
-    for kind in sorted({s.kind for s in samples if s.y == 1}):
-        sel = real | np.array([s.kind == kind and s.y == 1 for s in samples])
-        out["per_kind"][kind] = metrics.detection_metrics(labels[sel], p[sel], threshold)
-    out["files"] = [{"path": s.path, "kind": s.kind, "label": "fake" if s.y else "real", "p_fake": float(q)}
-                    for s, q in zip(samples, p)]
-    return out
 
 
 def evaluate_detector(detector: str | os.PathLike, dataset: DataSet, store: FeatureStore, split: str = "test",
