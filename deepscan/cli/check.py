@@ -20,42 +20,41 @@ def check(
     paths: List[Path] = typer.Argument(..., metavar="PATHS", help="Media files or directories (walked recursively)."),
     detector: Optional[Path] = typer.Option(
         None, "--detector", "-d", envvar="DEEPSCAN_DETECTOR",
-        help="Detector checkpoint (.safetensors). Also read from $DEEPSCAN_DETECTOR."),
+        help="Detector checkpoint (.safetensors); default: the one that ships.", rich_help_panel="Models"),
     encoders: Optional[str] = typer.Option(
-        None, "--encoders", help="Encoders: default, debug, or a directory with image/ and audio/; by default the detector's own."),
-    image_encoder: Optional[str] = typer.Option(None, "--image-encoder", help="Image encoder: hub id or local directory."),
-    audio_encoder: Optional[str] = typer.Option(None, "--audio-encoder", help="Audio encoder: hub id or local directory."),
+        None, "--encoders", help="Encoders: default, debug, or a folder with image/ and audio/ (default: the detector's).", rich_help_panel="Models"),
+    image_encoder: Optional[str] = typer.Option(None, "--image-encoder", help="Image encoder: hub id or local directory.", rich_help_panel="Models"),
+    audio_encoder: Optional[str] = typer.Option(None, "--audio-encoder", help="Audio encoder: hub id or local directory.", rich_help_panel="Models"),
     output_format: Optional[OutputFormat] = typer.Option(
-        None, "--format", "-f", show_default=False,
-        help="table (people), json, jsonl, csv, or junit (CI). Default: from --output's extension "
-             "(.jsonl, .json, .csv, .xml), else table."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write results to this file instead of stdout."),
-    html: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML report to this file."),
-    fail_on_fake: bool = typer.Option(False, "--fail-on-fake", help="Exit with code 1 when any file is judged fake."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    precision: str = typer.Option("auto", "--precision", help="Encoder precision: auto (bf16 where the CPU/GPU has it, else int8 on CPUs with VNNI, else fp32), fp32, bf16 or int8."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Face crops per encoder batch (windows of several files are batched together)."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Decoding processes (0: decode in this process). Default: one per 2 cores."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", envvar="DEEPSCAN_CACHE_DIR", help="Feature cache location (default ~/.cache/deepscan)."),
-    use_cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse and store features of unchanged files."),
-    resume: bool = typer.Option(False, "--resume", help="With --format jsonl --output FILE: skip files already in FILE and append."),
+        None, "--format", "-f", show_default=False, metavar="FORMAT",
+        help="table, json, jsonl, csv or junit; default: from --output's extension, else table.", rich_help_panel="Output"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write results to this file, not stdout.", rich_help_panel="Output"),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write an HTML report.", rich_help_panel="Output"),
+    fail_on_fake: bool = typer.Option(False, "--fail-on-fake", help="Exit with code 1 when any file is judged fake.", rich_help_panel="Output"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda.", rich_help_panel="Speed"),
+    precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or int8 (auto: bf16 where supported, else int8 with VNNI, else fp32).", rich_help_panel="Speed"),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, metavar="N", help="Face crops per encoder batch.", rich_help_panel="Speed"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, metavar="N", help="Decoding processes (0: none; default: one per 2 cores).", rich_help_panel="Speed"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", envvar="DEEPSCAN_CACHE_DIR", help="Feature cache folder (default ~/.cache/deepscan).", rich_help_panel="Speed"),
+    use_cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse features of unchanged files.", rich_help_panel="Speed"),
+    resume: bool = typer.Option(False, "--resume", help="With a .jsonl --output: skip files already in it, append.", rich_help_panel="Output"),
     face_detector: str = typer.Option(
-        "auto", "--face-detector", help="auto (YuNet where its weights are present or can be fetched, else Haar), yunet or haar."),
-    yunet_model: Optional[Path] = typer.Option(None, "--yunet-model", help="A YuNet ONNX file other than the registry's."),
+        "auto", "--face-detector", help="auto (YuNet if its weights can be had, else Haar), yunet or haar.", rich_help_panel="Models"),
+    yunet_model: Optional[Path] = typer.Option(None, "--yunet-model", help="A YuNet ONNX file other than the registry's.", rich_help_panel="Models"),
     experts: str = typer.Option(
-        "auto", "--experts", help="auto (every expert whose weights can be had: aasist, meso4, av_sync, synthetic_speech, "
-             "generated_image, face_forgery), none, or a comma list."),
+        "auto", "--experts", help="auto (every expert whose weights can be had), none, or a comma list of: aasist, "
+             "meso4, av_sync, synthetic_speech, generated_image, face_forgery.", rich_help_panel="Models"),
     models_dir: Optional[Path] = typer.Option(
-        None, "--models-dir", envvar="DEEPSCAN_MODELS_DIR", help="Folder of expert weight files, used as is."),
-    recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Walk into subdirectories."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        None, "--models-dir", envvar="DEEPSCAN_MODELS_DIR", help="Folder of model weight files, used as is.", rich_help_panel="Models"),
+    recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Walk into subdirectories.", rich_help_panel="Input"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.", rich_help_panel="Output"),
     ray: bool = typer.Option(
-        False, "--ray", help='Scan on a Ray cluster (pip install "deepscan[ray]"): --ray-address, else $RAY_ADDRESS, '
-        "else a local cluster. PATHS may be URIs (s3://...); --output too (.parquet: Parquet)."),
+        False, "--ray", help='Scan on a Ray cluster (pip install "deepscan\\[ray]"): --ray-address, else $RAY_ADDRESS, '
+        "else a local one. PATHS and --output may be URIs (s3://...).", rich_help_panel="Ray cluster"),
     ray_address: Optional[str] = typer.Option(
-        None, "--ray-address", help="Ray cluster to join: auto, HOST:PORT or ray://HOST:10001 (implies --ray)."),
+        None, "--ray-address", help="Ray cluster to join: auto, HOST:PORT or ray://HOST:10001 (implies --ray).", rich_help_panel="Ray cluster"),
     ray_actors: Optional[int] = typer.Option(
-        None, "--ray-actors", min=1, help="Scoring actors on the cluster (default: one per GPU, else per CPU)."),
+        None, "--ray-actors", min=1, metavar="N", help="Scoring actors on the cluster (default: one per GPU, else per CPU).", rich_help_panel="Ray cluster"),
 ) -> None:
     """Scan media for manipulation: one verdict per file, with per-modality and per-window scores."""
     from deepscan.faces import FaceDetectorConfig
