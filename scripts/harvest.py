@@ -9,6 +9,7 @@ SHA-256 and writes the files to OUT/<kind>/<label>/<name>. It runs nothing from 
     python3 scripts/harvest.py extract MANIFEST --mirrors /work/.mirror --out /work/harvest-ext
     python3 scripts/harvest.py stats   MANIFEST            # counts per label, family, group, format
     python3 scripts/harvest.py probe   FILE...             # width, height, frames, format of files
+                                                           # (audio files: sample rate, channels, duration, codec)
 
 Mirrors are looked up as MIRRORS/OWNER+NAME/repo (the bare git dir `fetch` usually produces),
 MIRRORS/OWNER+NAME/repo/.git (the layout `fetch` produced for some repositories), or MIRRORS/OWNER+NAME
@@ -181,6 +182,35 @@ def _gif_frames(data: bytes) -> int:
         return max(frames, 1) if "frames" in locals() else 1
 
 
+# ---------------------------------------------------------------- audio headers
+AUDIO_EXT = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus", ".aac")
+
+
+def probe_audio(path: str) -> tuple[int, int, float, str]:
+    """(sample_rate, channels, duration_s, codec) of an audio file; PyAV when importable, else `wave` (PCM WAV only)."""
+    try:
+        import av  # optional: the project's venv carries PyAV
+    except ImportError:
+        av = None
+    if av is not None:
+        try:
+            with av.open(path) as c:
+                s = c.streams.audio[0]
+                sr = s.codec_context.sample_rate
+                n = sum(f.samples for f in c.decode(s))
+                return sr, s.codec_context.channels, round(n / sr, 3) if sr else 0.0, \
+                    f"{s.codec_context.name}/{c.format.name.split(',')[0]}"
+        except Exception:  # noqa: BLE001 - unreadable file: report '?'
+            return 0, 0, 0.0, "?"
+    import wave
+    try:
+        with wave.open(path, "rb") as w:
+            sr, ch, n, sw = w.getframerate(), w.getnchannels(), w.getnframes(), w.getsampwidth()
+            return sr, ch, round(n / sr, 3) if sr else 0.0, f"pcm_s{8 * sw}le/wav" if sw > 1 else "pcm_u8/wav"
+    except Exception:  # noqa: BLE001 - not PCM WAV and no PyAV
+        return 0, 0, 0.0, "?"
+
+
 # ---------------------------------------------------------------- subcommands
 def cmd_repos(args) -> int:
     rows = read_manifest(args.manifest)
@@ -276,11 +306,27 @@ def cmd_stats(args) -> int:
         table("format x label", lambda r: f"{r['format']} {r['label']}")
     if rows and "face" in rows[0]:
         table("face x label", lambda r: f"face={r['face']} {r['label']}")
+    if rows and "codec" in rows[0]:
+        table("codec x label", lambda r: f"{r['codec']} {r['label']}")
+    if rows and "sample_rate" in rows[0]:
+        table("sample_rate x label", lambda r: f"{r['sample_rate']} {r['label']}")
+    if rows and "language" in rows[0]:
+        table("language x label", lambda r: f"{r['language']} {r['label']}")
+    if rows and "year" in rows[0]:
+        table("year of fake systems", lambda r: r["year"] if r["label"] == "fake" else "(real)")
+    if rows and "system" in rows[0] and "format" not in rows[0]:
+        print(f"\n## systems: {len({r['system'] for r in rows if r['label'] == 'fake'})} fake, "
+              f"{len({r['system'] for r in rows if r['label'] == 'real'})} real")
     return 0
 
 
 def cmd_probe(args) -> int:
     for f in args.files:
+        if f.lower().endswith(AUDIO_EXT):
+            sr, ch, dur, codec = probe_audio(f)
+            data = Path(f).read_bytes()
+            print(f"{f}\t{codec}\t{sr}\t{ch}\t{dur}\t{len(data)}\t{hashlib.sha256(data).hexdigest()}")
+            continue
         data = Path(f).read_bytes()
         fmt, w, h, n = probe_bytes(data)
         print(f"{f}\t{fmt}\t{w}\t{h}\t{n}\t{len(data)}\t{hashlib.sha256(data).hexdigest()}")
@@ -302,7 +348,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("stats", help="counts per label, family, group, format")
     p.add_argument("manifest")
     p.set_defaults(fn=cmd_stats)
-    p = sub.add_parser("probe", help="format, size and SHA-256 of image files")
+    p = sub.add_parser("probe", help="format, size and SHA-256 of image or audio files")
     p.add_argument("files", nargs="+")
     p.set_defaults(fn=cmd_probe)
     args = ap.parse_args(argv)
