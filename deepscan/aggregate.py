@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from deepscan.errors import DeepscanError
+from deepscan.experts.provenance import P_DECLARED_AI, Provenance, cue as provenance_cue, prov_column
 from deepscan.media import MediaInfo
 from deepscan.results import (
-    MODALITIES, STATUS_OK, VERDICT_UNKNOWN, ScanResult, aggregate_windows, decide, logit_to_p,
+    MODALITIES, STATUS_OK, VERDICT_UNKNOWN, ScanResult, aggregate_windows, decide, logit_to_p, uncertain_band,
 )
 
-__all__ = ["FileState", "build_result", "build_fusion_result", "describe_detector"]
+__all__ = ["FileState", "build_result", "build_fusion_result", "describe_detector", "apply_provenance"]
 
 
 @dataclass
@@ -50,8 +51,9 @@ def build_result(state: FileState, checkpoint, detector_info: dict, elapsed_s: f
 
     The file's ``p_fake`` comes from :func:`deepscan.results.aggregate_windows`; a modality's
     ``p_fake`` is the mean of its window probabilities where present. The verdict compares
-    ``p_fake`` with the checkpoint's threshold, except for an untrained detector, whose verdict
-    is ``"unknown"``. Cues are aggregated by :func:`file_cues`.
+    ``p_fake`` with the checkpoint's threshold and the minimum uncertain band around it
+    (:func:`deepscan.results.decide`: such checkpoints record no band), except for an untrained
+    detector, whose verdict is ``"unknown"``. Cues are aggregated by :func:`file_cues`.
     """
     windows = sorted(state.windows, key=lambda w: w.index)
     p_fake = logit_to_p(aggregate_windows([w.logit for w in windows]))
@@ -74,11 +76,12 @@ def build_result(state: FileState, checkpoint, detector_info: dict, elapsed_s: f
     top = max(present, key=present.get) if present else None
     reason = "no face" if no_face else None
     verdict = decide(p_fake, checkpoint.threshold)
+    band = list(uncertain_band(checkpoint.threshold))
     if checkpoint.trained_on == "untrained":
         verdict, reason = VERDICT_UNKNOWN, "untrained detector: its scores mean nothing"
     return ScanResult(
         path=state.path, status=STATUS_OK, reason=reason, verdict=verdict, p_fake=p_fake,
-        threshold=checkpoint.threshold, modalities=modalities, top_modality=top, windows=windows,
+        threshold=checkpoint.threshold, uncertain_band=band, modalities=modalities, top_modality=top, windows=windows,
         media=state.info.to_dict(),
         faces={"frames": state.frames, "frames_with_face": state.frames_with_face,
                "max_faces": state.n_faces_max, "no_face": no_face, "detector": state.face_detector},
@@ -93,7 +96,8 @@ def build_fusion_result(state: FileState, fusion, detector_info: dict, elapsed_s
     """A file's result under the cue-fusion detector (:mod:`deepscan.model.fusion`).
 
     The file's cues (:func:`file_cues`) go through the fusion model of its media kind; the verdict
-    compares the fused ``p_fake`` with that kind's threshold. Where none of the model's cues applies
+    compares the fused ``p_fake`` with that kind's threshold and uncertain band
+    (:meth:`deepscan.model.fusion.FusionDetector.band`, :func:`deepscan.results.decide`). Where none of the model's cues applies
     (no face, no speech, no expert for this kind of fake), the verdict is ``"unknown"`` with the
     cues' reasons, never a guess. Where a cue the model uses could not run because its expert's
     weights could not be had, and the file has what that cue reads (an audio stream for the audio
@@ -110,6 +114,7 @@ def build_fusion_result(state: FileState, fusion, detector_info: dict, elapsed_s
     kind = state.info.kind
     logit = fusion.logit(kind, cues)
     threshold = fusion.threshold(kind)
+    band = fusion.band(kind)
     no_face = state.frames > 0 and state.frames_with_face == 0
     used = set(fusion.kinds[kind].cues) if kind in fusion.kinds else None  # the cues the verdict rests on
     modalities = {}
@@ -144,9 +149,10 @@ def build_fusion_result(state: FileState, fusion, detector_info: dict, elapsed_s
         verdict, p_fake, reason = VERDICT_UNKNOWN, None, "no cue applies: " + ("; ".join(why) or "none ran")
     else:
         p_fake = logit_to_p(logit)
-        verdict, reason = decide(p_fake, threshold), ("no face" if no_face else None)
+        verdict, reason = decide(p_fake, threshold, band), ("no face" if no_face else None)
     return ScanResult(
         path=state.path, status=STATUS_OK, reason=reason, verdict=verdict, p_fake=p_fake, threshold=threshold,
+        uncertain_band=list(band),
         modalities=modalities, top_modality=top, windows=windows, media=state.info.to_dict(),
         faces={"frames": state.frames, "frames_with_face": state.frames_with_face,
                "max_faces": state.n_faces_max, "no_face": no_face, "detector": state.face_detector},
@@ -242,3 +248,43 @@ def describe_detector(checkpoint, debug_encoders: bool = False) -> dict:
             "synthetic": synthetic, "label": label,
             "data": (checkpoint.provenance or {}).get("data"),
             "metrics": (checkpoint.provenance or {}).get("metrics")}
+
+
+def apply_provenance(result: ScanResult, prov: Provenance) -> ScanResult:
+    """Add what a file says about itself (:mod:`deepscan.experts.provenance`) to its result.
+
+    The ``provenance`` cue joins the result's cues with its ``p_fake``, ``reason``, the compact
+    ``column`` text of the table and every fact found (``facts``). A declared AI origin (a C2PA or
+    IPTC ``trainedAlgorithmicMedia`` source type, a generator's metadata, an open generator's
+    watermark) makes the verdict ``fake`` with the declaration as the reason, whatever the pixels
+    scored: ``p_fake`` becomes at least :data:`~deepscan.experts.provenance.P_DECLARED_AI` and the
+    detector's own score stays in ``modalities``. No mark found, a capture claim or an invalid
+    manifest leave ``p_fake`` and the verdict as they were: the absence of a mark is no evidence.
+
+    Parameters
+    ----------
+    result : ScanResult
+        A scanned file's result (``status="ok"``); an error result is returned unchanged.
+    prov : Provenance
+        :func:`deepscan.experts.provenance.read_provenance` of the same file.
+
+    Returns
+    -------
+    ScanResult
+        ``result``, updated in place.
+    """
+    if result.status != STATUS_OK:
+        return result
+    p_fake, reason = provenance_cue(prov)
+    result.cues = {**(result.cues or {}), "provenance": {
+        "p_fake": p_fake, "reason": reason, "column": prov_column(prov), "expert": "provenance",
+        "weights_sha256": None, "licence": None, "trained_on": "none: reads what the file declares",
+        "detects": "declared AI origin: C2PA, IPTC source type, generator metadata, watermarks",
+        "facts": {k: v for k, v in prov.as_dict().items() if k != "elapsed_s"}}}
+    if p_fake is not None and p_fake >= P_DECLARED_AI:
+        result.verdict = "fake"
+        result.reason = reason
+        result.p_fake = max(float(result.p_fake or 0.0), float(p_fake))
+        result.margin = ScanResult.margin_of(result.p_fake, result.threshold)
+    return result
+

@@ -35,6 +35,29 @@ CREATE TABLE IF NOT EXISTS features (
 """
 
 
+CORRUPT_SUFFIX = ".corrupt-"  # a corrupt cache file is renamed NAME.corrupt-<time>, not deleted
+_SQLITE_CORRUPT_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+
+def is_corruption(error: BaseException) -> bool:
+    """Whether a SQLite error says the file is damaged or not a database (not: locked, busy, read-only).
+
+    Parameters
+    ----------
+    error : BaseException
+
+    Returns
+    -------
+    bool
+    """
+    if not isinstance(error, sqlite3.DatabaseError):
+        return False
+    code = getattr(error, "sqlite_errorcode", None)  # Python >= 3.11
+    if code is not None:
+        return code & 0xFF in _SQLITE_CORRUPT_CODES
+    return not isinstance(error, (sqlite3.OperationalError, sqlite3.IntegrityError, sqlite3.ProgrammingError))
+
+
 def default_cache_dir() -> Path:
     """Where deepscan caches live: ``$DEEPSCAN_CACHE_DIR``, else ``$XDG_CACHE_HOME/deepscan``, else ``~/.cache/deepscan``."""
     if os.environ.get(CACHE_ENV):
@@ -113,6 +136,10 @@ def unpack(blob: bytes) -> tuple[dict[str, torch.Tensor], dict]:
 class FeatureCache:
     """A key -> (tensors, meta) store in one SQLite file, safe under crashes and concurrent readers.
 
+    A file that is damaged or not a database (overwritten, cut by a full disk) is moved aside as
+    ``features.sqlite.corrupt-<time>`` with a ``RuntimeWarning``, and a new,
+    empty cache takes its place: the scan goes on, recomputing what was cached.
+
     Parameters
     ----------
     path : str or os.PathLike, optional
@@ -132,10 +159,54 @@ class FeatureCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._local = threading.local()
-        with self._connect() as db:
-            db.execute(SCHEMA)
+        self.set_aside: Path | None = None  # where a corrupt cache file was moved, if one was
+        try:
+            self._open()
+        except sqlite3.DatabaseError as error:
+            if not is_corruption(error):
+                raise
+            self._set_aside(error)
+            self._open()
         self.hits = 0
         self.misses = 0
+
+    def _open(self) -> None:
+        """Create the table if needed, and read the file's schema: a file that is not a database fails here."""
+        with self._connect() as db:
+            db.execute(SCHEMA)
+            db.execute("SELECT key FROM features LIMIT 1").fetchall()
+
+    def _set_aside(self, error: Exception) -> None:
+        """Move a corrupt cache file (and its WAL) aside as ``NAME.corrupt-<time>``, warn, start afresh.
+
+        The entries are only features that a scan recomputes, so nothing is lost but time; the file
+        is kept (not deleted) for whoever wants to look at it.
+        """
+        import warnings
+
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        aside = self.path.with_name(f"{self.path.name}{CORRUPT_SUFFIX}{stamp}")
+        n = 1
+        while aside.exists():
+            aside, n = self.path.with_name(f"{self.path.name}{CORRUPT_SUFFIX}{stamp}-{n}"), n + 1
+        try:
+            os.replace(self.path, aside)
+        except FileNotFoundError:  # another process (a Ray actor on this node) moved it first
+            return
+        for sidecar in ("-wal", "-shm"):  # the WAL belongs to the old file; the shared-memory index is rebuilt
+            old = self.path.with_name(self.path.name + sidecar)
+            if old.exists():
+                if sidecar == "-wal":
+                    os.replace(old, aside.with_name(aside.name + sidecar))
+                else:
+                    old.unlink(missing_ok=True)
+        self.set_aside = aside
+        warnings.warn(f"the feature cache {self.path} was corrupt ({error}): moved aside to {aside.name} and "
+                      "started afresh; files scanned before are decoded again once", RuntimeWarning, stacklevel=3)
 
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -147,8 +218,18 @@ class FeatureCache:
         return db
 
     def get(self, key: str) -> tuple[dict[str, torch.Tensor], dict] | None:
-        """The entry under ``key``, or ``None`` on a miss (a corrupt entry counts as a miss)."""
-        row = self._connect().execute("SELECT value FROM features WHERE key = ?", (key,)).fetchone()
+        """The entry under ``key``, or ``None`` on a miss (a corrupt entry counts as a miss).
+
+        A cache file found damaged here is set aside and started afresh (a miss), as when opened.
+        """
+        try:
+            row = self._connect().execute("SELECT value FROM features WHERE key = ?", (key,)).fetchone()
+        except sqlite3.DatabaseError as error:
+            if not is_corruption(error):
+                raise
+            self._set_aside(error)
+            self._open()
+            row = None
         if row is None:
             self.misses += 1
             return None
@@ -163,9 +244,15 @@ class FeatureCache:
     def put(self, key: str, tensors: dict[str, torch.Tensor], meta: dict) -> None:
         """Store an entry (replacing any under the same key) in one transaction."""
         blob = pack(tensors, meta)
-        self._connect().execute(
-            "INSERT OR REPLACE INTO features (key, value, created) VALUES (?, ?, ?)", (key, blob, time.time())
-        )
+        insert = "INSERT OR REPLACE INTO features (key, value, created) VALUES (?, ?, ?)"
+        try:
+            self._connect().execute(insert, (key, blob, time.time()))
+        except sqlite3.DatabaseError as error:  # damaged since it was opened: set aside, write to a new one
+            if not is_corruption(error):
+                raise
+            self._set_aside(error)
+            self._open()
+            self._connect().execute(insert, (key, blob, time.time()))
 
     def __contains__(self, key: str) -> bool:
         return self._connect().execute("SELECT 1 FROM features WHERE key = ?", (key,)).fetchone() is not None

@@ -31,6 +31,9 @@ __all__ = [
     "DetectorNotConfiguredError",
     "DownloadError",
     "ChecksumMismatchError",
+    "ModelsDirNotFoundError",
+    "DetectorNotFoundError",
+    "OutputWriteError",
 ]
 
 
@@ -159,6 +162,16 @@ class DetectorNotConfiguredError(DeepscanError):
     reason = "no detector"
 
 
+class DetectorNotFoundError(DetectorNotConfiguredError):
+    """The detector checkpoint named (``--detector``, ``$DEEPSCAN_DETECTOR``) is not there: a set-up mistake.
+
+    A kind of :class:`DetectorNotConfiguredError` (a usage error, exit 2 on the command line), not
+    a :class:`CheckpointError`: there is no file to be bad.
+    """
+
+    reason = "detector not found"
+
+
 class DownloadError(ModelLoadingError):
     """A model file could not be fetched (offline, HTTP error, or offline mode is set).
 
@@ -172,3 +185,25 @@ class ChecksumMismatchError(DownloadError):
     """A fetched file's SHA-256 differs from the pinned value; the file was discarded."""
 
     reason = "checksum mismatch"
+
+
+class ModelsDirNotFoundError(DeepscanError):
+    """``models_dir`` / ``$DEEPSCAN_MODELS_DIR`` / ``--models-dir`` names a folder that does not exist.
+
+    A set-up mistake, refused at once: deepscan does not fall back to downloading the weights (or to
+    scanning without them) when the folder the user named is not there. The message names the
+    folder and the fix.
+    """
+
+    reason = "models folder not found"
+
+
+class OutputWriteError(DeepscanError):
+    """A results file could not be written to the end (a full disk, a file system gone read-only).
+
+    The file is left with every line written before the failure whole (a line being written is cut
+    off), so that ``deepscan check --resume`` reads it and finishes the job.
+    """
+
+    reason = "output not written"
+

@@ -51,6 +51,7 @@ __all__ = [
     "MediaLimits",
     "DEFAULT_LIMITS",
     "MediaInfo",
+    "container_name",
     "Window",
     "sniff_kind",
     "probe",
@@ -151,7 +152,9 @@ class MediaInfo:
     kind : str
         ``"video"``, ``"audio"`` or ``"image"`` (an animated GIF/WebP is ``"video"``).
     container : str
-        Container or image format name (e.g. ``"mov,mp4,m4a,3gp,3g2,mj2"``, ``"png"``).
+        Container or image format name as the decoder names it (FFmpeg's demuxer, e.g.
+        ``"mov,mp4,m4a,3gp,3g2,mj2"``; Pillow's format, e.g. ``"png"``); :func:`container_name`
+        gives the name a person knows (``"MP4"``).
     video_codec, audio_codec : str or None
         Codec names of the chosen streams (``None`` when absent).
     duration_s : float or None
@@ -201,6 +204,61 @@ class MediaInfo:
     def to_dict(self) -> dict:
         """Return the facts as a JSON-ready dict."""
         return dataclasses.asdict(self)
+
+
+# FFmpeg demuxer (PyAV's ``format.name``) or Pillow format, lowercased -> the name a person knows, and
+# the file extensions that tell apart the formats one demuxer reads (FFmpeg's "mov" demuxer reads MP4,
+# MOV, M4A and 3GP alike; its "matroska" demuxer reads Matroska and WebM)
+_CONTAINER_NAMES: dict[str, tuple[str, dict[str, str]]] = {
+    "mov,mp4,m4a,3gp,3g2,mj2": ("MP4", {".mov": "MOV", ".qt": "MOV", ".m4a": "M4A", ".m4b": "M4A", ".3gp": "3GP",
+                                        ".3g2": "3G2", ".mj2": "Motion JPEG 2000"}),
+    "matroska,webm": ("Matroska", {".webm": "WebM"}),
+    "matroska": ("Matroska", {}), "webm": ("WebM", {}),
+    "avi": ("AVI", {}), "asf": ("ASF", {".wmv": "WMV", ".wma": "WMA"}), "flv": ("FLV", {}),
+    "mpegts": ("MPEG-TS", {}), "mpeg": ("MPEG-PS", {}), "mxf": ("MXF", {}), "ogg": ("Ogg", {".opus": "Opus"}),
+    "wav": ("WAV", {}), "w64": ("Wave64", {}), "mp3": ("MP3", {}), "flac": ("FLAC", {}), "aac": ("AAC", {}),
+    "aiff": ("AIFF", {}), "caf": ("CAF", {}), "amr": ("AMR", {}), "au": ("AU", {}), "wv": ("WavPack", {}),
+    "ape": ("APE", {}), "h264": ("raw H.264", {}), "hevc": ("raw HEVC", {}),
+    "gif": ("GIF", {}), "png": ("PNG", {}), "apng": ("APNG", {}), "jpeg": ("JPEG", {}), "mpo": ("MPO", {}),
+    "webp": ("WebP", {}), "bmp": ("BMP", {}), "tiff": ("TIFF", {}), "heif": ("HEIF", {}), "avif": ("AVIF", {}),
+    "ico": ("ICO", {}), "ppm": ("PPM", {}), "tga": ("TGA", {}), "jpeg2000": ("JPEG 2000", {}),
+}
+# FFmpeg's image demuxers: "png_pipe", "jpeg_pipe", "webp_pipe", ... and "image2" (named by the extension)
+_PIPE_SUFFIX = "_pipe"
+
+
+def container_name(format_name: str | None, path: str | os.PathLike | None = None) -> str | None:
+    """The name a person knows for a container or image format: ``"MP4"``, not ``"mov,mp4,m4a,3gp,3g2,mj2"``.
+
+    FFmpeg names a demuxer by every format it reads, so the file's extension picks among them
+    (``clip.mov`` -> ``"MOV"``, ``clip.webm`` -> ``"WebM"``); a format not known here keeps the
+    decoder's own name.
+
+    Parameters
+    ----------
+    format_name : str or None
+        :attr:`MediaInfo.container`: FFmpeg's demuxer name or Pillow's format name.
+    path : str or PathLike, optional
+        The file, for its extension.
+
+    Returns
+    -------
+    str or None
+        The human name; ``None`` when ``format_name`` is empty.
+    """
+    if not format_name:
+        return None
+    key = str(format_name).strip().lower()
+    suffix = os.path.splitext(os.fspath(path))[1].lower() if path is not None else ""
+    if key.endswith(_PIPE_SUFFIX):
+        key = key[: -len(_PIPE_SUFFIX)]
+    if key in ("image2", "image2pipe") and suffix:
+        key = {".jpg": "jpeg", ".jpe": "jpeg", ".tif": "tiff", ".j2k": "jpeg2000", ".jp2": "jpeg2000"}.get(
+            suffix, suffix[1:])
+    if key in _CONTAINER_NAMES:
+        default, by_suffix = _CONTAINER_NAMES[key]
+        return by_suffix.get(suffix, default)
+    return str(format_name)
 
 
 @dataclass

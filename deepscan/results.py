@@ -2,7 +2,12 @@
 
 A :class:`ScanResult` is what every writer renders (table, JSON, JSON Lines, CSV, JUnit, HTML). Its
 ``to_dict()`` is the stable, documented record: ``path``, ``status``, ``reason``, ``verdict``,
-``p_fake``, ``threshold``, ``modalities``, ``cues``, ``windows``, ``media``, ``faces``, ``detector``.
+``p_fake``, ``threshold``, ``margin``, ``uncertain_band``, ``modalities``, ``cues``, ``windows``,
+``media``, ``faces``, ``detector``.
+
+Verdicts (:func:`decide`): ``fake`` above the uncertain band around the threshold, ``real`` below it
+("no sign of manipulation found by these cues", not a proof that a file is authentic), ``uncertain``
+within it (the evidence is too weak to call either way), ``unknown`` where no cue applies.
 """
 
 from __future__ import annotations
@@ -18,6 +23,18 @@ STATUS_ERROR = "error"
 VERDICT_REAL = "real"
 VERDICT_FAKE = "fake"
 VERDICT_UNKNOWN = "unknown"
+VERDICT_UNCERTAIN = "uncertain"
+VERDICTS = (VERDICT_FAKE, VERDICT_UNCERTAIN, VERDICT_REAL, VERDICT_UNKNOWN)
+# What each verdict means, in the words a person reads (the table's closing lines, the README).
+VERDICT_MEANINGS = {
+    VERDICT_FAKE: "signs of manipulation found by these cues",
+    VERDICT_UNCERTAIN: "too close to its threshold to call either way",
+    VERDICT_REAL: "no sign of manipulation found by these cues (not a proof that the file is authentic)",
+    VERDICT_UNKNOWN: "no cue applies, or the detector cannot judge this kind of file",
+}
+# Half-width of the narrowest uncertain band: a result within this of its threshold is never a plain
+# ``real`` or ``fake``, whatever the detector's checkpoint records.
+MIN_UNCERTAIN_MARGIN = 0.05
 
 
 @dataclass
@@ -72,11 +89,18 @@ class ScanResult:
     reason : str or None
         Why the file could not be scanned or judged (e.g. ``"empty file"``, ``"no face"``).
     verdict : str or None
-        ``"real"``, ``"fake"`` or ``"unknown"`` (with ``reason``); ``None`` for ``status="error"``.
+        ``"fake"``, ``"uncertain"``, ``"real"`` or ``"unknown"`` (with ``reason``); ``None`` for
+        ``status="error"`` (see :func:`decide`).
     p_fake : float or None
         File-level calibrated probability of manipulation (see :func:`aggregate_windows`).
     threshold : float or None
         Decision threshold on ``p_fake`` stored in the detector checkpoint.
+    margin : float or None
+        ``p_fake - threshold``, signed (positive: on the fake side); filled in from ``p_fake`` and
+        ``threshold`` when not given, ``None`` without both.
+    uncertain_band : list of float or None
+        ``[lo, hi]`` on ``p_fake``: where the verdict is ``"uncertain"`` (:func:`uncertain_band`), set
+        whenever the detector gives ``threshold``.
     modalities : dict
         Per modality (``image``, ``audio``, ``video``): ``{"present": bool, "p_fake": float|None,
         "reason": str|None}``.
@@ -109,6 +133,8 @@ class ScanResult:
     verdict: str | None = None
     p_fake: float | None = None
     threshold: float | None = None
+    margin: float | None = None
+    uncertain_band: list | None = None
     modalities: dict = field(default_factory=dict)
     top_modality: str | None = None
     windows: list = field(default_factory=list)
@@ -144,9 +170,31 @@ class ScanResult:
         """True when the verdict is ``"fake"``."""
         return self.verdict == VERDICT_FAKE
 
+    @property
+    def is_uncertain(self) -> bool:
+        """True when the verdict is ``"uncertain"``."""
+        return self.verdict == VERDICT_UNCERTAIN
+
+    def __post_init__(self):
+        if self.margin is None:
+            self.margin = self.margin_of(self.p_fake, self.threshold)
+
+    @staticmethod
+    def margin_of(p_fake, threshold) -> float | None:
+        """``p_fake - threshold``; ``None`` unless both are numbers."""
+        if not isinstance(p_fake, (int, float)) or not isinstance(threshold, (int, float)):
+            return None
+        return float(p_fake) - float(threshold)
+
     def to_dict(self) -> dict:
-        """The result as a JSON-ready dict (floats rounded to 6 decimals, NaN as ``None``)."""
-        return _clean(asdict(self))
+        """The result as a JSON-ready dict (floats rounded to 6 decimals, NaN as ``None``).
+
+        ``margin`` is filled in from ``p_fake`` and ``threshold`` where it is missing.
+        """
+        record = asdict(self)
+        if record["margin"] is None:
+            record["margin"] = self.margin_of(self.p_fake, self.threshold)
+        return _clean(record)
 
     @classmethod
     def from_dict(cls, data: dict) -> "ScanResult":
@@ -210,13 +258,59 @@ def aggregate_windows(logits: list[float]) -> float:
     return sum(logits) / len(logits)
 
 
-def decide(p_fake: float, threshold: float) -> str:
-    """``"fake"`` when ``p_fake >= threshold``, else ``"real"``."""
-    return VERDICT_FAKE if p_fake >= threshold else VERDICT_REAL
+def uncertain_band(threshold: float, band=None) -> tuple[float, float]:
+    """The interval of ``p_fake`` around a threshold where the verdict is ``"uncertain"``.
+
+    Parameters
+    ----------
+    threshold : float
+        The decision threshold.
+    band : sequence of two floats, optional
+        ``(lo, hi)`` as a detector checkpoint records it (set from out-of-fold data); ``None`` for a
+        checkpoint that records none.
+
+    Returns
+    -------
+    (float, float)
+        ``(lo, hi)``, never narrower than :data:`MIN_UNCERTAIN_MARGIN` on either side of
+        ``threshold``, within [0, 1].
+    """
+    lo = threshold - MIN_UNCERTAIN_MARGIN
+    hi = threshold + MIN_UNCERTAIN_MARGIN
+    if band is not None:
+        lo, hi = min(lo, float(band[0])), max(hi, float(band[1]))
+    return max(0.0, lo), min(1.0, hi)
+
+
+def decide(p_fake: float, threshold: float, band=None) -> str:
+    """The verdict of a ``p_fake``: ``"fake"`` above the uncertain band, ``"real"`` below it, else ``"uncertain"``.
+
+    Parameters
+    ----------
+    p_fake : float
+        The file's calibrated probability of manipulation.
+    threshold : float
+        Its media kind's threshold.
+    band : sequence of two floats, optional
+        The checkpoint's band (:func:`uncertain_band` widens it to at least
+        :data:`MIN_UNCERTAIN_MARGIN` each side; ``None``: that minimum).
+
+    Returns
+    -------
+    str
+        ``"fake"`` when ``p_fake > hi``, ``"real"`` when ``p_fake < lo``, ``"uncertain"`` when
+        ``lo <= p_fake <= hi``. ``"real"`` means no sign of manipulation found by these cues.
+    """
+    lo, hi = uncertain_band(threshold, band)
+    if p_fake > hi:
+        return VERDICT_FAKE
+    if p_fake < lo:
+        return VERDICT_REAL
+    return VERDICT_UNCERTAIN
 
 
 def summarize(results) -> dict:
-    """Counts over results: ``files``, ``fake``, ``real``, ``unknown``, ``errors``.
+    """Counts over results: ``files``, ``fake``, ``uncertain``, ``real``, ``unknown``, ``errors``.
 
     Parameters
     ----------
@@ -226,18 +320,18 @@ def summarize(results) -> dict:
     -------
     dict
     """
-    counts = {"files": 0, "fake": 0, "real": 0, "unknown": 0, "errors": 0}
+    counts = {"files": 0, "fake": 0, "uncertain": 0, "real": 0, "unknown": 0, "errors": 0}
     for result in results:
         counts["files"] += 1
         if result.status == STATUS_ERROR:
             counts["errors"] += 1
-        elif result.verdict in (VERDICT_FAKE, VERDICT_REAL, VERDICT_UNKNOWN):
+        elif result.verdict in VERDICTS:
             counts[result.verdict] += 1
     return counts
 
 
 def counts_line(counts: dict) -> str:
-    """``summarize``'s counts as a sentence: ``"1 file, 0 fake, 1 real, 0 unknown, 0 errors"``.
+    """``summarize``'s counts as a sentence: ``"1 file, 0 fake, 0 uncertain, 1 real, 0 unknown, 0 errors"``.
 
     Parameters
     ----------

@@ -31,9 +31,11 @@ from typing import Callable, Iterator
 
 import torch
 
-from deepscan.aggregate import FileState, build_fusion_result, build_result, describe_detector
+from deepscan.aggregate import FileState, apply_provenance, build_fusion_result, build_result, describe_detector
 from deepscan.cache import FeatureCache, cache_key, file_sha256
-from deepscan.errors import DeepscanError, DetectorNotConfiguredError, EncodingError, MediaDecodeError
+from deepscan.errors import (
+    DeepscanError, DetectorNotConfiguredError, DetectorNotFoundError, EncodingError, MediaDecodeError,
+)
 from deepscan.faces import FaceCropper, FaceDetectorConfig
 from deepscan.media import DEFAULT_LIMITS, VISUAL_FPS, WINDOW_SECONDS, MediaInfo, MediaLimits, iter_media_files, probe
 from deepscan.results import MODALITIES, ScanResult, WindowScore, logit_to_p
@@ -115,12 +117,21 @@ def configured_detector(detector=None):
 
     Raises
     ------
+    DetectorNotFoundError
+        When the checkpoint given (or named by :data:`DETECTOR_ENV`) is a local path that does not exist.
     DetectorNotConfiguredError
         When none of the three exists (an installation without the packaged checkpoint).
     """
     from deepscan.model.fusion import DEFAULT_PATH
 
-    detector = detector if detector is not None else os.environ.get(DETECTOR_ENV) or None
+    named = detector if detector is not None else os.environ.get(DETECTOR_ENV) or None
+    if named is not None and "://" not in os.fspath(named) and not os.path.exists(named):
+        source = (f"${DETECTOR_ENV}" if detector is None or os.fspath(detector) == os.environ.get(DETECTOR_ENV)
+                  else "--detector / detector")
+        raise DetectorNotFoundError(
+            f"the detector checkpoint {os.fspath(named)} (from {source}) does not exist. Give --detector (or "
+            f"{DETECTOR_ENV}) an existing .safetensors file, or leave both unset for the detector that ships")
+    detector = named
     if detector is None and DEFAULT_PATH.is_file():
         detector = DEFAULT_PATH
     if detector is None:
@@ -192,6 +203,8 @@ class Scanner:
 
     Raises
     ------
+    ModelsDirNotFoundError
+        When ``models_dir`` (or ``$DEEPSCAN_MODELS_DIR``) names a folder that does not exist.
     DetectorNotConfiguredError
         When no detector is given or configured.
     CheckpointError, CheckpointMismatchError
@@ -225,7 +238,16 @@ class Scanner:
         from deepscan.model import load_detector, read_metadata
 
         from deepscan.model.fusion import FusionDetector, is_fusion_checkpoint
+        from deepscan.weights import models_dir as local_models_dir
 
+        import multiprocessing
+
+        if getattr(multiprocessing.current_process(), "_inheriting", False):  # a spawned worker runs the script again
+            raise RuntimeError(
+                "a deepscan Scanner is being made while a decoding worker process starts: the script that scans "
+                "must start the scan under `if __name__ == \"__main__\":` (each worker imports the script again), "
+                "or pass workers=0")
+        local_models_dir(models_dir)  # a models folder that is not there is a set-up mistake: refused at once
         detector = configured_detector(detector)
         if workers is not None and workers < 0:
             raise ValueError(f"workers must be >= 0, got {workers}")
@@ -666,8 +688,14 @@ class Scanner:
             return ScanResult.error(state.path, "nothing to score", "no frames and no usable audio",
                                     media=media, detector=self.detector_info, elapsed_s=elapsed)
         if self.fusion is not None:
-            return build_fusion_result(state, self.fusion, self.detector_info, elapsed, self.experts_config)
-        return build_result(state, self.checkpoint, self.detector_info, elapsed, self.experts_config)
+            result = build_fusion_result(state, self.fusion, self.detector_info, elapsed, self.experts_config)
+        else:
+            result = build_result(state, self.checkpoint, self.detector_info, elapsed, self.experts_config)
+        if self.experts_config.marks:  # what the file declares about itself: ~1 ms, read here (never cached)
+            from deepscan.experts.provenance import read_provenance
+
+            apply_provenance(result, read_provenance(state.path))
+        return result
 
 
 FEATURE_FIELDS = ("image", "image_times_s", "audio", "audio_times_s", "video", "video_times_s")
@@ -816,29 +844,52 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def scan(paths, detector=None, encoders: str | None = None, **options) -> list[ScanResult]:
-    """Scan files and directories with one call.
+def scan(paths, detector=None, encoders: str | None = None, *, recursive: bool = True,
+         skip: Callable[[str], bool] | None = None, on_progress: Callable[[str, float], None] | None = None,
+         **options) -> Iterator[ScanResult]:
+    """Scan files and directories with one call: a :class:`Scanner` made for it, its results as they come.
+
+    The scanner (encoders, experts, detector) is loaded when this is called, so that a set-up mistake
+    (a models folder that is not there, a bad checkpoint) is raised here, before any file is read;
+    its decoding workers are stopped when the results run out (or the generator is closed). For many
+    calls, make one :class:`Scanner` and call its :meth:`~Scanner.scan`.
 
     Parameters
     ----------
     paths : str, os.PathLike or iterable of them
         Files and directories.
     detector : str or os.PathLike, optional
-        Detector checkpoint; ``None`` reads ``$DEEPSCAN_DETECTOR``.
+        Detector checkpoint; ``None`` reads ``$DEEPSCAN_DETECTOR``, else the one that ships.
     encoders : str, optional
         ``"default"``, ``"debug"`` or a directory of encoders; by default the detector's own.
+    recursive, skip, on_progress
+        As :meth:`Scanner.scan`.
     **options
-        Other :class:`Scanner` arguments (``device``, ``precision``, ``face_config``, ...).
+        Other :class:`Scanner` arguments (``models_dir``, ``experts``, ``device``, ``workers``,
+        ``cache``, ...).
 
     Returns
     -------
-    list of ScanResult
+    iterator of ScanResult
         One per file, in the order found.
 
     Raises
     ------
-    DetectorNotConfiguredError, CheckpointError, ModelLoadingError
+    ModelsDirNotFoundError, DetectorNotConfiguredError, CheckpointError, ModelLoadingError
         As :class:`Scanner`.
+
+    Examples
+    --------
+    >>> import deepscan
+    >>> for result in deepscan.scan(["media/"], models_dir="models/"):  # doctest: +SKIP
+    ...     print(result.path, result.verdict, result.p_fake)
     """
     scanner = Scanner(detector=detector, encoders=encoders, **options)
-    return list(scanner.scan(paths))
+    return _results_then_close(scanner, paths, recursive, skip, on_progress)
+
+
+def _results_then_close(scanner: Scanner, paths, recursive, skip, on_progress) -> Iterator[ScanResult]:
+    try:
+        yield from scanner.scan(paths, recursive=recursive, skip=skip, on_progress=on_progress)
+    finally:
+        scanner.close()

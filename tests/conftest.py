@@ -1,14 +1,27 @@
-"""Shared fixtures: offline hub, the ../shared folder when present, generated media."""
+"""Shared fixtures: a temporary home and caches, offline hubs, the ../shared folder when present, generated media."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+from home_guard import changes, sandbox_environment, snapshot
+
+# The tests never touch the user's home: before any test module is imported, $HOME, the XDG folders
+# and every cache (deepscan's features and model downloads, the Hugging Face and torch hubs,
+# matplotlib) point into one temporary folder for the whole session, and the hubs are offline. Set in
+# os.environ, so every subprocess a test starts inherits it. The `_real_home_untouched` fixture below
+# fails a test after which something under the real home's caches changed.
+# Once per session: a second import of this file (or a pytest started by a test) keeps the first's.
+REAL_HOME = Path(os.environ.get("DEEPSCAN_TESTS_REAL_HOME") or os.path.expanduser("~"))
+SANDBOX = Path(os.environ.get("DEEPSCAN_TESTS_SANDBOX") or tempfile.mkdtemp(prefix="deepscan-tests-"))
+_OWN_SANDBOX = "DEEPSCAN_TESTS_SANDBOX" not in os.environ  # this session made it: it removes it at the end
+os.environ.update(sandbox_environment(SANDBOX), DEEPSCAN_TESTS_SANDBOX=str(SANDBOX),
+                  DEEPSCAN_TESTS_REAL_HOME=str(REAL_HOME))
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -68,13 +81,17 @@ def realworld_dir() -> Path:
     return REALWORLD
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _feature_cache_in_tmp(tmp_path_factory):
-    """Feature caches written by tests (and the CLI they start) go to a temp folder, never ~/.cache."""
-    old = os.environ.get("DEEPSCAN_CACHE_DIR")
-    os.environ["DEEPSCAN_CACHE_DIR"] = str(tmp_path_factory.mktemp("deepscan-cache"))
+@pytest.fixture(autouse=True)
+def _real_home_untouched(request):
+    """Fail the test after which deepscan's (or a library's) cache under the real home changed."""
+    before = snapshot(REAL_HOME)
     yield
-    if old is None:
-        os.environ.pop("DEEPSCAN_CACHE_DIR", None)
-    else:
-        os.environ["DEEPSCAN_CACHE_DIR"] = old
+    touched = changes(before, snapshot(REAL_HOME))
+    if touched:
+        pytest.fail(f"{request.node.nodeid} wrote under the real home {REAL_HOME}: {', '.join(touched[:10])}; "
+                    "tests must use the temporary home and caches that tests/conftest.py sets", pytrace=False)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _OWN_SANDBOX:
+        shutil.rmtree(SANDBOX, ignore_errors=True)

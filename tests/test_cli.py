@@ -187,6 +187,7 @@ def test_check_follows_its_detector_encoders(media, detector):
     assert json.loads(result.stdout)[0]["detector"]["label"].startswith("DEMO detector")
 
 
-def test_check_of_an_empty_folder_warns(tmp_path, detector):
+def test_check_of_an_empty_folder_is_a_usage_error_with_the_fix(tmp_path, detector):
     result = runner.invoke(app, ["check", str(tmp_path), "--detector", str(detector), "--encoders", "debug"])
-    assert result.exit_code == EXIT_OK and "no media files found" in result.output
+    assert result.exit_code == EXIT_USAGE and "error: no media files found" in result.output
+    assert "name video, audio or image files" in " ".join(result.output.split())

@@ -28,6 +28,21 @@ def test_it_records_its_training_files_licences_and_out_of_fold_metrics(shipped)
         assert 0.0 < model.threshold < 1.0 and set(model.cues) <= set(m["candidates"][m["cue_set"]]["cues"])
 
 
+def test_it_records_an_uncertain_band_per_kind_at_least_005_either_side(shipped):
+    from deepscan.results import decide
+    from deepscan.training.fusion import BAND_PRECISION
+
+    assert "out-of-fold" in shipped.provenance["uncertain_band_rule"]
+    for kind, model in shipped.kinds.items():
+        lo, hi = model.band  # recorded in the checkpoint, from out-of-fold data of its training files
+        assert lo <= model.threshold - 0.05 + 1e-9 and hi >= model.threshold + 0.05 - 1e-9, kind
+        assert shipped.band(kind) == (lo, hi)
+        detail = model.band_detail
+        assert detail["precision"] == BAND_PRECISION and detail["oof_files"] == model.metrics["n_real"] + model.metrics["n_fake"]
+        assert decide(model.threshold - 0.001, model.threshold, shipped.band(kind)) == "uncertain"
+        assert decide(hi + 0.001, model.threshold, shipped.band(kind)) == "fake"
+
+
 def test_the_realworld_yardstick_is_not_among_its_training_files(shipped):
     from deepscan.labelled import read_manifest
 
@@ -69,7 +84,7 @@ def test_check_with_no_flags_gives_every_sample_a_verdict_in_80_columns(tmp_path
     rows = [line for line in lines if line.split() and line.split()[0][:12] in {n[:12] for n in names}]
     assert len(rows) == len(names), result.output
     for row in rows:
-        assert row.split()[1] in ("fake", "real", "unknown"), row
+        assert row.split()[1] in ("fake", "uncertain", "real", "unknown"), row
     text = " ".join(result.output.split())
     assert "detector: cue fusion of" in text and "DEMO" not in text
     assert f"{len(names)} files" in text and "0 errors" in text
@@ -99,7 +114,7 @@ def test_without_an_experts_weights_its_files_are_unknown_and_the_reason_is_said
     assert voice["verdict"] == "unknown" and voice["p_fake"] is None
     assert voice["reason"].startswith("aasist") and voice["reason"].endswith("weights not available")
     assert voice["cues"]["aasist"] == {"p_fake": None, "reason": "weights not available", "windows": 0}
-    assert face["verdict"] in ("real", "fake") and face["p_fake"] is not None
+    assert face["verdict"] in ("real", "uncertain", "fake") and face["p_fake"] is not None
     assert result.stderr.count("aasist is not available") == 1  # the whole message, once
     assert "yunet is not available" in result.stderr and "Haar cascade instead" in result.stderr
     assert "deepscan models download" in result.stderr

@@ -142,8 +142,23 @@ def test_manifest_evaluation_matches_sklearn(media):
     assert by_name["voc_3.wav"]["scores"]["p_fake"] == pytest.approx(results["voc_3.wav"].p_fake)
     assert by_name["voc_3.wav"]["method"] == "vocoder B" and by_name["voc_3.wav"]["label"] == "fake"
 
+    # per kind and label, how many files got each verdict, those in the uncertain band among them
+    for kind in ("audio", "image"):
+        for label in ("real", "fake"):
+            mine = [results[n] for n, k, lab, _, _ in ROWS if k == kind and lab == label]
+            counts = report["verdicts"][kind][label]
+            assert counts["files"] == len(mine)
+            for verdict in ("fake", "uncertain", "real", "unknown"):
+                assert counts[verdict] == sum(r.verdict == verdict for r in mine), (kind, label, verdict)
+        threshold = results[next(n for n, k, *_ in ROWS if k == kind)].threshold
+        assert report["verdicts"][kind]["band"] == pytest.approx([threshold - 0.05, threshold + 0.05])
+
     # the same report for people: every scorer row that scored a file is there, with its numbers
     text = render_markdown(report)
+    assert "**Verdicts per media kind (uncertain: p_fake within the band around the threshold)**" in text
+    audio_real = report["verdicts"]["audio"]["real"]
+    assert (f"| audio | real | 4 | {audio_real['fake']} | {audio_real['uncertain']} | {audio_real['real']} | "
+            f"{audio_real['unknown']} | 0 |") in text
     assert f"| audio | p_fake | 8/8 (4 r, 4 f) | {table['kinds']['audio']['p_fake']['auc']:.3f} [" in text
     assert "**Subsets**" in text and "first two pairs (pairs lj0*, lj1*)" in text
 
@@ -164,6 +179,39 @@ def test_folder_of_real_and_fake_and_the_table(media, tmp_path):
     assert "Per media kind" in run.stdout and "Per fake method" in run.stdout
     assert "audio: vocoder_A" in run.stdout and "image: GAN" in run.stdout
     assert "p_fake" in run.stdout and "Subsets" not in run.stdout
+    assert "Verdicts per media kind" in run.stdout and "uncertain" in run.stdout
+
+
+def test_verdict_counts_say_how_many_files_fall_in_the_band_per_kind_and_label(tmp_path):
+    from deepscan.evaluation import verdict_counts
+    from deepscan.labelled import LabelledFile
+    from deepscan.results import ScanResult, decide
+    from deepscan.writers.evaluation import render_tables, verdict_rows
+
+    band = [0.55, 0.75]
+    files, results = [], {}
+    for i, (label, p) in enumerate([(0, 0.1), (0, 0.6), (0, 0.7), (1, 0.65), (1, 0.95), (1, None)]):
+        f = LabelledFile(tmp_path / f"{i}.wav", "audio", label, "m", "s", "g", f"p{i}", f"{i:064x}")
+        files.append(f)
+        results[str(f.path)] = ScanResult(path=str(f.path), status="ok", p_fake=p, threshold=0.65, uncertain_band=band,
+                                          verdict="unknown" if p is None else decide(p, 0.65, band))
+    broken = LabelledFile(tmp_path / "x.wav", "audio", 1, "m", "s", "g", "px", "f" * 64)
+    files.append(broken)
+    results[str(broken.path)] = ScanResult.error(str(broken.path), "empty file")
+    counts = verdict_counts(files, results)
+    assert counts["audio"]["real"] == {"files": 3, "fake": 0, "uncertain": 2, "real": 1, "unknown": 0, "error": 0}
+    assert counts["audio"]["fake"] == {"files": 4, "fake": 1, "uncertain": 1, "real": 0, "unknown": 1, "error": 1}
+    assert counts["audio"]["band"] == band and counts["audio"]["threshold"] == 0.65
+    rows = verdict_rows({"verdicts": counts})
+    assert [(kind, label, band_text) for kind, label, _, band_text in rows] == [
+        ("audio", "real", "0.550–0.750"), ("audio", "fake", "0.550–0.750")]
+    from rich.console import Console
+
+    console = Console(width=80, record=True, color_system=None, file=__import__("io").StringIO())
+    for part in render_tables({"table": {"kinds": {}, "methods": {}, "subsets": {}}, "verdicts": counts}):
+        console.print(part)
+    text = console.export_text()
+    assert "uncertain" in text and max(len(line) for line in text.splitlines()) <= 80
 
 
 @pytest.mark.parametrize("case, message", [

@@ -139,3 +139,51 @@ def test_cli_check_junit_validates(schema, tmp_path):
     cases = ET.fromstring(text).findall("testsuite/testcase")
     assert sorted(c.get("name").rsplit("/", 1)[-1] for c in cases) == ["empty.mp4", "face.png"]
     assert html.read_text(encoding="utf-8").count('<article class="card') == 2
+
+
+def _fusion_fake(path: str = "clips/lipsync.mp4") -> ScanResult:
+    """A fake of the cue-fusion detector with the detector block a real scan carries (its provenance, ~6 KB)."""
+    result = _result(path, "fake", 0.93, reason="no face")
+    result.windows = result.windows * 40  # a long file
+    result.cues = {"av_sync": {"p_fake": 0.91, "lag_ms": -130.0, "windows": 40},
+                   "face_forgery": {"p_fake": 0.85, "weights_sha256": "14" * 32, "trained_on": "harvest"},
+                   "aasist": {"p_fake": 0.2, "weights_sha256": "51" * 32, "trained_on": "ASVspoof 2019 LA"},
+                   "synthetic_speech": {"p_fake": 0.1}, "meso4": {"p_fake": None, "reason": "no face"}}
+    result.modalities = {"image": {"present": True, "p_fake": 0.85}, "audio": {"present": True, "p_fake": 0.15},
+                         "video": {"present": True, "p_fake": 0.91}}
+    result.top_modality = "video"
+    result.detector = {**DETECTOR, "kind": "cue-fusion", "label": None, "name": "default",
+                       "metrics": {k: {"auc": 0.7, "eer": 0.3, "n_real": 120, "n_fake": 120,
+                                       "confusion": list(range(50))} for k in ("audio", "image", "video")},
+                       "limits": ["misses vocoder copies of real speech"] * 30, "summary": "cue fusion " * 100}
+    return result
+
+
+def test_failure_body_is_a_few_lines_not_the_record():
+    result = _fusion_fake()
+    root = ET.fromstring(_junit([result]))
+    failure = root.find("testsuite/testcase/failure")
+    body = failure.text
+    assert len(body.encode("utf-8")) < 600, body
+    lines = body.splitlines()
+    assert 3 <= len(lines) <= 6, body
+    assert lines[0] == "fake: p_fake 0.930 >= threshold 0.500, margin +0.430"
+    assert "modalities: image 0.850, audio 0.150, video 0.910" in lines
+    assert "top cues: av_sync 0.910, face_forgery 0.850, aasist 0.200 (+1 more)" in lines
+    assert "reason: no face" in lines and f"detector: default ({'ab' * 6})" in lines
+    assert "windows" not in body and "metrics" not in body and "{" not in body  # no record dumped as JSON
+
+
+def test_uncertain_is_visible_but_not_a_failure(schema):
+    uncertain = _result("clips/close_call.mp4", "uncertain", 0.49)
+    results = [uncertain, _result("clips/fake.mp4", "fake", 0.9), _result("clips/real.mp4", "real", 0.1)]
+    text = _junit(results)
+    assert [f"{e.reason}" for e in schema.iter_errors(text)] == []
+    suite = ET.fromstring(text).find("testsuite")
+    case = next(c for c in suite.iter("testcase") if c.get("name") == "clips/close_call.mp4")
+    assert [child.tag for child in case] == ["system-out"]  # passes: no failure, not skipped
+    out = case.find("system-out").text
+    assert out.startswith("UNCERTAIN") and "not a failure" in out and "margin -0.010" in out
+    assert suite.get("failures") == "1" and suite.get("skipped") == "0" and suite.get("tests") == "3"
+    real = next(c for c in suite.iter("testcase") if c.get("name") == "clips/real.mp4")
+    assert real.find("system-out").text.startswith("real: p_fake 0.100 < threshold 0.500")

@@ -241,11 +241,11 @@ def test_provenance_is_a_short_table_rounded_to_three_digits():
 def test_paths_relative_to_the_scanned_folder():
     results = [_ok("/data/scans/2024/a.mp4", [0.2]), _ok("/data/scans/b.mp4", [0.3]),
                ScanResult.error("/data/scans/2024/c.mp4", "truncated or corrupt")]
-    html = render_html(results)
-    assert 'files in <code class="root">/data/scans</code>' in html
+    html = render_html(results).replace("<wbr>", "")  # the break opportunities in names
+    assert 'files in <code class="root" title="/data/scans">/data/scans</code>' in html
     assert '<a href="#file-0">2024/a.mp4</a>' in html and '<a href="#file-1">b.mp4</a>' in html
     assert 'title="/data/scans/2024/c.mp4">2024/c.mp4<' in html  # the full path is the tooltip
-    assert render_html(results, root="/data").count('<a href="#file-0">scans/2024/a.mp4</a>') == 1
+    assert render_html(results, root="/data").replace("<wbr>", "").count('<a href="#file-0">scans/2024/a.mp4</a>') == 1
 
 
 def test_cue_timeline_beside_the_fused_one_except_for_stills():
@@ -383,5 +383,198 @@ def test_report_reads_like_a_report_in_headless_chromium(browser, tmp_path):
         assert card.locator("table.cues th").all_inner_texts() == ["aasist", "av_sync"]
         bars = [b["x"] for b in (card.locator("table.cues td.bar").nth(j).bounding_box() for j in range(2))]
         assert abs(bars[0] - bars[1]) < 1  # the cue bars start at one x
+    page.close()
+    assert problems == []
+
+
+# --- issue 21: a report that renders right -------------------------------------------------------
+
+
+def _fusion(path: str, p_fake: float, threshold: float, modalities: dict, cues: dict, verdict: str,
+            container: str = "mov,mp4,m4a,3gp,3g2,mj2", has_audio: bool = True) -> ScanResult:
+    """A result of the cue-fusion detector as a scan writes it: one window, modalities from the cues."""
+    window = WindowScore(index=0, start_s=0.0, end_s=4.0, p_fake=p_fake, logit=float(np.log(p_fake / (1 - p_fake))),
+                         modalities={m: (v or {}).get("p_fake") for m, v in modalities.items()}, frames=32,
+                         frames_with_face=32, cues=cues)
+    return ScanResult(
+        path=path, status="ok", verdict=verdict, p_fake=p_fake, threshold=threshold, modalities=modalities,
+        top_modality=max((m for m, v in modalities.items() if v.get("p_fake") is not None),
+                         key=lambda m: modalities[m]["p_fake"], default=None),
+        windows=[window], cues=cues, detector=dict(FUSION),
+        media={"path": path, "kind": "video", "container": container, "video_codec": "h264",
+               "audio_codec": "aac" if has_audio else None, "duration_s": 4.0, "width": 640, "height": 360,
+               "fps": 25.0, "has_audio": has_audio, "size_bytes": 654321},
+        faces={"frames": 32, "frames_with_face": 32, "max_faces": 1, "no_face": False}, elapsed_s=0.8)
+
+
+def _silent_faceswap() -> ScanResult:
+    """The silent face swap of the issue: 0.664 against 0.665, every audio cue absent."""
+    absent = {"p_fake": None, "reason": "no audio stream", "windows": 0}
+    cues = {"face_forgery": {"p_fake": 0.58, "weights_sha256": "14fa159f4b68" + "0" * 52, "trained_on": "harvest"},
+            "aasist": dict(absent), "av_sync": dict(absent), "synthetic_speech": dict(absent)}
+    modalities = {"image": {"present": True, "p_fake": 0.58, "reason": None},
+                  "audio": {"present": False, "p_fake": None, "reason": "no audio stream"},
+                  "video": {"present": False, "p_fake": None, "reason": "no audio stream"}}
+    return _fusion("/scans/batch_2024/fake_faceswap_film_noaudio.mp4", 0.664, 0.665, modalities, cues,
+                   "real", has_audio=False)
+
+
+def _lipsync() -> ScanResult:
+    """The lip-sync fake of the issue: audio 0.774 and video 0.700 above 0.665, fused to 0.444, real."""
+    cues = {"aasist": {"p_fake": 0.774}, "av_sync": {"p_fake": 0.700, "lag_ms": -80.0, "correlation": 0.57},
+            "face_forgery": {"p_fake": 0.12}}
+    modalities = {"image": {"present": True, "p_fake": 0.12, "reason": None},
+                  "audio": {"present": True, "p_fake": 0.774, "reason": None},
+                  "video": {"present": True, "p_fake": 0.700, "reason": None}}
+    return _fusion("/scans/batch_2024/fake_wav2lip_presenter_take03.mp4", 0.444, 0.665, modalities, cues, "real")
+
+
+def _uncertain() -> ScanResult:
+    """A result the uncertain band caught (its band as the records carry it; its margin is p_fake - threshold)."""
+    result = _silent_faceswap()
+    result.verdict = "uncertain"
+    result.uncertain_band = [0.615, 0.715]
+    return result
+
+
+def _card(html: str, fragment: str) -> str:
+    """The HTML of the card whose name holds ``fragment``."""
+    cards = re.findall(r'<article class="card.*?</article>', html, flags=re.S)
+    found = [c for c in cards if fragment in c.replace("<wbr>", "")]
+    assert len(found) == 1, fragment
+    return found[0]
+
+
+def test_a_silent_videos_video_modality_says_its_own_reason():
+    card = _card(render_html([_silent_faceswap()]), "fake_faceswap_film_noaudio")
+    rows = dict(re.findall(r'<div class="row" title="(\w+): ([^"]*)">', card))
+    assert rows["audio"] == "no audio stream"
+    assert rows["video"] != "no audio stream" and "lip-sync" in rows["video"]
+
+
+def test_container_reads_as_the_name_people_know():
+    from deepscan.media import container_name
+
+    html = render_html([_silent_faceswap()])
+    assert "<dt>container</dt><dd>MP4</dd>" in html and "mov,mp4,m4a" not in html
+    cases = {("mov,mp4,m4a,3gp,3g2,mj2", "a.mp4"): "MP4", ("mov,mp4,m4a,3gp,3g2,mj2", "b.MOV"): "MOV",
+             ("mov,mp4,m4a,3gp,3g2,mj2", "c.m4a"): "M4A", ("matroska,webm", "d.webm"): "WebM",
+             ("matroska,webm", "e.mkv"): "Matroska", ("avi", "f.avi"): "AVI", ("gif", "g.webp"): "GIF",
+             ("wav", "h.wav"): "WAV", ("mp3", "i.mp3"): "MP3", ("flac", None): "FLAC", ("ogg", "j.ogg"): "Ogg",
+             ("png", "k.png"): "PNG", ("jpeg", "l.jpg"): "JPEG", ("webp", "m.webp"): "WebP",
+             ("png_pipe", "n.png"): "PNG", ("image2", "o.jpg"): "JPEG", ("something,new", "p.x"): "something,new",
+             (None, "q.mp4"): None}
+    assert {key: container_name(*key) for key in cases} == cases
+
+
+def test_modality_scores_above_the_threshold_under_a_real_verdict_are_explained():
+    card = _card(render_html([_lipsync(), _results()[0]]), "fake_wav2lip_presenter_take03")
+    note = re.search(r'<p class="scale-note against">(.*?)</p>', card, flags=re.S)
+    assert note, card
+    text = note.group(1)
+    assert "audio and video" in text and "0.665" in text and "0.444" in text
+    assert "fused" in text and "training data" in text
+    plain = _card(render_html([_results()[0]]), "real_talk.mp4")
+    assert 'class="scale-note"' in plain and "scale-note against" not in plain  # said quietly where all agree
+
+
+def test_uncertain_is_amber_with_its_margin_and_real_is_said_in_words():
+    results = [_uncertain(), _lipsync(), _results()[1], ScanResult.error("/scans/x.mp4", "truncated or corrupt")]
+    html = render_html(results)
+    assert 'data-count="uncertain">1<' in html and '<div class="tile uncertain">' in html
+    assert "--uncertain: #d97706" in html and ".badge.uncertain { background: var(--uncertain); }" in html
+    card = _card(html, "fake_faceswap_film_noaudio")
+    assert card.startswith('<article class="card uncertain"')
+    assert '<span class="badge uncertain">uncertain</span>' in card
+    assert '<span class="margin">-0.001</span>' in card and 'class="band"' in card  # the band on the meter
+    rows = re.findall(r"<tr data-card=.*?</tr>", html, flags=re.S)
+    margins = [re.search(r'<td class="num margin"[^>]*>([^<]*)</td>', row).group(1) for row in rows]
+    assert margins == ["-0.001", "-0.221", "+0.350", "–"]
+    legend = re.search(r'<ul class="legend".*?</ul>', html, flags=re.S).group(0)
+    assert "real</span> no sign of manipulation found by these cues" in legend
+    assert "within ±0.050 of the threshold" in legend
+    assert "real: no sign of manipulation found by these cues" in _card(html, "fake_wav2lip")
+
+
+def test_names_break_between_their_parts_and_hashes_stay_whole():
+    result = _with_cues(_ok("/scans/batch_2024-06-01/fake_faceswap_film_noaudio.mp4", [0.2, 0.3]))
+    html = render_html([result, _ok("/scans/other/b.mp4", [0.1])])
+    assert "break-all" not in html  # no rule that breaks a name or a hash at any letter
+    card = _card(html, "fake_faceswap_film_noaudio")
+    assert "<h3 " in card and ">fake_<wbr>faceswap_<wbr>film_<wbr>noaudio<wbr>.mp4</h3>" in card
+    assert ">batch_<wbr>2024-<wbr>06-<wbr>01/<wbr>fake_<wbr>faceswap_" in card
+    sha = "51" * 32
+    assert f'<code class="hash" title="sha256 {sha}">{sha[:12]}…</code>' in card  # cue weights: short, full on hover
+    assert f'<code class="hash" title="sha256 {DETECTOR["sha256"]}">{DETECTOR["sha256"][:12]}…</code>' in html
+    assert re.search(r"code\.hash \{[^}]*white-space: nowrap", html)
+
+
+def _line_starts(page, selector: str) -> list[list[int]]:
+    """For each element matching ``selector``: the offsets in its text where a new line starts."""
+    return page.eval_on_selector_all(selector, """els => els.map(el => {
+        const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+        const tops = []; let node;
+        while ((node = walker.nextNode())) {
+            for (let i = 0; i < node.length; i++) {
+                const range = document.createRange(); range.setStart(node, i); range.setEnd(node, i + 1);
+                const rect = range.getClientRects()[0];
+                tops.push(rect ? Math.round(rect.top) : null);
+            }
+        }
+        const starts = [];
+        for (let i = 1; i < tops.length; i++) {
+            if (tops[i] !== null && tops[i - 1] !== null && tops[i] > tops[i - 1] + 2) starts.push(i);
+        }
+        return starts;
+    })""")
+
+
+def test_report_fits_800_px_in_headless_chromium(browser, tmp_path):
+    """At 800 px the table stays in its card, names wrap only between their parts, hashes stay on one line."""
+    folder = "/data/incoming/batch_2024-06-01"
+    results = [_uncertain(), _lipsync(),
+               _with_cues(_ok(f"{folder}/real_talking_face_mp4v_aac16k_stereo.mp4", [0.1, 0.2])),
+               _ok(f"{folder}/fake_vocoded_speech_22k_mono.wav", [0.6, 0.8], kind="audio"),
+               _ok(f"{folder}/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855_swap_final.png",
+                   [0.3], kind="image", audio=False),
+               _ok(f"{folder}/noface_interview_recording.mp4", [0.5, 0.5], verdict="unknown",
+                   reason="no cue applies: no face; no speech"),
+               ScanResult.error(f"{folder}/broken_upload_truncated.mp4", "truncated or corrupt",
+                                "moov atom not found: the file was cut short", detector=dict(DETECTOR))]
+    path = write_html(results, tmp_path / "report.html")
+    page = browser.new_page(viewport={"width": 800, "height": 1000})
+    problems = []
+    page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto(path.as_uri())
+    page.wait_for_load_state("load")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "report_800px.png"), full_page=True)
+
+    assert page.evaluate("document.documentElement.scrollWidth") <= 800  # nothing overflows the page
+    box, table = page.locator(".tablebox").bounding_box(), page.locator("#results").bounding_box()
+    assert table["x"] + table["width"] <= box["x"] + box["width"]  # the table fits in its card
+    for card in page.locator("article.card").all():
+        outer = card.bounding_box()
+        for inner in card.locator("h3, .path, .plot svg, dl.facts").all():
+            b = inner.bounding_box()
+            assert b["x"] + b["width"] <= outer["x"] + outer["width"] + 0.5
+
+    # a name wraps only after "/", "_", "-" or before ".", or inside a run of more than 16 characters (a hash)
+    names = [n.replace("\u200b", "") for n in page.eval_on_selector_all(
+        "#results td.path a, article.card h3, article.card header .path", "els => els.map(e => e.textContent)")]
+    starts = _line_starts(page, "#results td.path a, article.card h3, article.card header .path")
+    assert any(starts), "at 800 px some names should wrap"
+    for name, offsets in zip(names, starts):
+        for i in offsets:
+            run = re.search(r"[^/_\-.]*$", name[:i]).group(0)
+            assert name[i - 1] in "/_-" or name[i] == "." or len(run) >= 16, (name, name[:i])
+    for hashes in _line_starts(page, "code.hash"):
+        assert hashes == []  # every hash on one line
+    assert page.locator("code.hash").count() >= 3
+    uncertain = page.locator("#results .badge.uncertain")
+    assert uncertain.count() == 1
+    assert uncertain.evaluate("el => getComputedStyle(el).backgroundColor") == "rgb(217, 119, 6)"
+    assert page.locator("#legend").is_visible()
     page.close()
     assert problems == []

@@ -135,6 +135,9 @@ def test_synthetic_results_never_wrap_a_word(tmp_path, width):
         assert _whole(cell, text), cell
     assert "generated_image: no face; weights not shipped in this installation" in " ".join(text.split())
     assert "thr" not in lines[1].split() and "threshold 0.620" in text  # one threshold: said once
+    assert lines[1].split()[:4] == ["file", "verdict", "p_fake", "margin"]
+    assert _whole("+0.29", text) and _whole("-0.60", text)  # each file's margin to its threshold, signed
+    assert "real: no sign of manipulation found by these cues" in " ".join(text.split())
     for line in lines:  # no line is one stray fragment of a wrapped cell
         tokens = line.split()
         assert not (len(tokens) == 1 and len(tokens[0]) <= 3 and tokens[0] not in ("–",)), (line, text)
@@ -168,7 +171,7 @@ def test_path_helpers():
 def test_counts_line_says_one_file_and_one_error():
     from deepscan.results import counts_line
 
-    assert counts_line({"files": 1, "fake": 0, "real": 1, "unknown": 0, "errors": 0}) == \
-        "1 file, 0 fake, 1 real, 0 unknown, 0 errors"
-    assert counts_line({"files": 2, "fake": 0, "real": 1, "unknown": 0, "errors": 1}) == \
-        "2 files, 0 fake, 1 real, 0 unknown, 1 error"
+    assert counts_line({"files": 1, "fake": 0, "uncertain": 0, "real": 1, "unknown": 0, "errors": 0}) == \
+        "1 file, 0 fake, 0 uncertain, 1 real, 0 unknown, 0 errors"
+    assert counts_line({"files": 2, "fake": 0, "uncertain": 1, "real": 0, "unknown": 0, "errors": 1}) == \
+        "2 files, 0 fake, 1 uncertain, 0 real, 0 unknown, 1 error"

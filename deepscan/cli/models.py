@@ -8,7 +8,6 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from deepscan.cli.common import EXIT_MODEL_ERROR, EXIT_OK, EXIT_USAGE, stderr
 from deepscan.errors import DeepscanError
@@ -59,28 +58,70 @@ def list_command(
     raise typer.Exit(EXIT_OK)
 
 
-def _models_table(rows: list[dict], width: int = 80) -> Table:
-    """One line per model (name, kind, licence, size, here), with what it detects and its training data under it."""
-    from rich import box
+DESCRIPTION_INDENT = 2  # cells before each line of a model's description, under its row
+COLUMN_GAP = 2  # cells between two columns
+
+
+def _models_table(rows: list[dict], width: int = 80):
+    """One line per model (name, kind, licence, size, here) with what it detects and its training data
+    on the lines under it, across the whole width, so that at 80 columns the description is not squeezed
+    under the name column.
+
+    Parameters
+    ----------
+    rows : list of dict
+        :func:`deepscan.weights.list_models`'s rows.
+    width : int
+        The console's width in cells.
+
+    Returns
+    -------
+    rich.console.Group
+        The title, the header, a rule and each model's lines.
+    """
     from rich.cells import cell_len
+    from rich.console import Group
     from rich.text import Text
 
     headers = ["model", "kind", "licence", "size", "here"]
     cells = [[r["name"], r["kind"], r["licence"] if cell_len(r["licence"]) <= 16 else "see JSON", _size(r),
               "yes" if r["present"] else "no"] for r in rows]
     widths = [max(cell_len(h), *(cell_len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-    name_width = max(24, width - sum(w + 1 for w in widths[1:]))
-    table = Table(title="deepscan models", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=0,
-                  title_justify="left", expand=False)
-    table.add_column("model", width=name_width, overflow="fold")
-    for header, w in zip(headers[1:], widths[1:]):
-        table.add_column(header, no_wrap=True, min_width=w)
+
+    total = sum(widths) + COLUMN_GAP * (len(widths) - 1)
+    aligned = total <= width  # narrower than the columns: each row's values one after the other, no header
+
+    def line(values, styles=None) -> Text:
+        text = Text(no_wrap=False, overflow="fold")
+        for i, (value, w) in enumerate(zip(values, widths)):
+            text.append(value, style=(styles or {}).get(i))
+            if i < len(values) - 1:
+                text.append(" " * ((w - cell_len(value) if aligned else 0) + COLUMN_GAP))
+        return text
+
+    parts = [Text("deepscan models", style="italic")]
+    if aligned:
+        parts.append(line(headers, {i: "bold" for i in range(len(headers))}))
+    parts.append(Text("─" * min(total, width), style="dim"))
     for row, c in zip(rows, cells):
-        name = Text(c[0])
-        name.append(f"\n{row['detects']}; trained on {row['trained_on']}", style="dim")
-        here = Text(c[4], style="green" if row["present"] else "red")
-        table.add_row(name, c[1], c[2], c[3], here)
-    return table
+        parts.append(line(c, {0: "bold", 4: "green" if row["present"] else "red"}))
+        parts.append(_Indented(Text(f"{row['detects']}; trained on {row['trained_on']}", style="dim"),
+                               DESCRIPTION_INDENT))
+    return Group(*parts)
+
+
+class _Indented:
+    """Text wrapped to the console's width less ``indent``, each line starting ``indent`` cells in."""
+
+    def __init__(self, text, indent: int):
+        self.text, self.indent = text, indent
+
+    def __rich_console__(self, console, options):
+        from rich.text import Text
+
+        for line in self.text.wrap(console, max(8, options.max_width - self.indent)):
+            line.rstrip()
+            yield Text(" " * self.indent) + line
 
 
 @app.command("download")
@@ -107,6 +148,11 @@ def download_command(
         if entry.is_packaged:
             if names:
                 stderr.print(f"{entry.name}: ships inside the package, nothing to download", markup=False)
+            continue
+        if getattr(entry, "is_installed", False):  # a pinned dependency installs it beside deepscan
+            if names:
+                stderr.print(f"{entry.name}: installed with deepscan ({entry.installed}), nothing to download",
+                             markup=False)
             continue
         try:
             stderr.print(f"{entry.name}: {download(entry.name, progress=not quiet)}")

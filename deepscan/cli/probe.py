@@ -11,6 +11,7 @@ from rich.table import Table
 
 from deepscan.cli.common import EXIT_FILE_ERRORS, EXIT_OK, EXIT_USAGE, stderr
 from deepscan.errors import DeepscanError
+from deepscan.experts.provenance import describe, prov_column, read_provenance
 from deepscan.media import iter_media_files, probe as probe_file
 from deepscan.writers.safe import json_dumps, rich_text
 
@@ -33,7 +34,9 @@ def probe_record(path: Path) -> dict:
     -------
     dict
         The :data:`PROBE_FIELDS`; ``status`` is ``"ok"`` or ``"error"``, ``reason`` the error's
-        reason and ``message`` its explanation.
+        reason and ``message`` its explanation; for a readable file, ``provenance``: what the file
+        declares about itself (``{"column": "AI meta" | "-" | ..., "found": [one line per fact]}``,
+        :func:`deepscan.experts.provenance.describe`).
     """
     record = dict.fromkeys(PROBE_FIELDS)
     record["path"] = str(path)
@@ -43,6 +46,8 @@ def probe_record(path: Path) -> dict:
         record.update(status="error", reason=error.reason, message=error.message)
         return record
     record.update({k: v for k, v in info.to_dict().items() if k in record}, path=str(path), status="ok")
+    prov = read_provenance(path)
+    record["provenance"] = {"column": prov_column(prov), "found": describe(prov)}
     return record
 
 
@@ -51,7 +56,7 @@ def probe(
     output_format: str = typer.Option("table", "--format", "-f", help="table or json (one object per line)."),
     recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Walk into subdirectories."),
 ) -> None:
-    """Print what deepscan sees in each media file: kind, codecs, duration, size, fps, audio, rotation."""
+    """Print what deepscan sees in each media file: kind, codecs, duration, size, fps, audio, rotation, provenance marks."""
     if output_format not in ("table", "json"):
         stderr.print(f"[red]error:[/] --format must be table or json, not {output_format!r}")
         raise typer.Exit(EXIT_USAGE)
@@ -74,6 +79,10 @@ def probe(
         _emit(record, output_format)
     if output_format == "table":
         console.print(_table(records, width=console.width))
+        for record in records:  # what files declare about themselves, for those that declare anything
+            prov = record.get("provenance") or {}
+            if prov.get("column") not in (None, "-"):
+                console.print(rich_text(f"{record['path']}: " + "; ".join(prov.get("found") or [])), soft_wrap=True)
     raise typer.Exit(EXIT_FILE_ERRORS if any(r["status"] == "error" for r in records) else EXIT_OK)
 
 

@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 
 from deepscan.cli.common import (
-    EXIT_MODEL_ERROR, EXIT_USAGE, OutputFormat, finish_check, output_format_for, progress_enabled, stderr,
+    EXIT_MODEL_ERROR, EXIT_USAGE, OutputFormat, finish_check, output_format_for, progress_enabled, require_writable,
+    stderr,
 )
 from deepscan.cli.scanning import file_progress, resume_from, streaming_writer, write_final
 from deepscan.distributed.storage import (
@@ -22,7 +23,8 @@ from deepscan.writers.safe import markup_text
 __all__ = ["check_on_ray"]
 
 def check_on_ray(paths, *, address=None, actors=None, output=None, output_format=None, resume=False,
-                 html=None, fail_on_fake=False, quiet=False, recursive=True, face_detector="auto", yunet_model=None,
+                 html=None, fail_on_fake=False, fail_on_uncertain=False, quiet=False, recursive=True,
+                 face_detector="auto", yunet_model=None,
                  **scanner_options) -> int:
     """``deepscan check ... --ray``: scan on a cluster, write results as the local check does; the exit code.
 
@@ -39,7 +41,7 @@ def check_on_ray(paths, *, address=None, actors=None, output=None, output_format
         Paths and URIs as the CLI parsed them (``pathlib`` folds ``s3://``; it is restored).
     address, actors
         See :class:`~deepscan.distributed.ray.RayScanner`.
-    output, output_format, resume, html, fail_on_fake, quiet, recursive, face_detector, yunet_model
+    output, output_format, resume, html, fail_on_fake, fail_on_uncertain, quiet, recursive, face_detector, yunet_model
         As ``deepscan check`` (a YuNet file named here must exist on every node).
     **scanner_options
         :class:`~deepscan.scanner.Scanner` arguments.
@@ -59,6 +61,7 @@ def check_on_ray(paths, *, address=None, actors=None, output=None, output_format
     if missing:
         stderr.print(f"[red]error:[/] no such file or directory: {markup_text(', '.join(missing))}")
         return EXIT_USAGE
+    require_writable(("--output", target), ("--html", html))  # local paths, before the cluster starts
     results, prior = [], b""
     if resume:
         if fmt != OutputFormat.jsonl or target is None or parquet:
@@ -72,6 +75,10 @@ def check_on_ray(paths, *, address=None, actors=None, output=None, output_format
         if results:
             stderr.print(f"resuming: {len(results)} files already in {markup_text(target)}")
     try:
+        if (address or os.environ.get("RAY_ADDRESS") or "local") == "local":  # the actors run here: check it now
+            from deepscan.weights import models_dir
+
+            models_dir(scanner_options.get("models_dir"))  # a folder that is not there: ModelsDirNotFoundError
         if face_detector == "yunet":
             from deepscan.faces import FaceDetectorConfig
             from deepscan.weights import model_path
@@ -129,4 +136,4 @@ def check_on_ray(paths, *, address=None, actors=None, output=None, output_format
         if close:
             stream.close()
     return finish_check(ordered, sources, output_format=fmt, output=target, html=html, interrupted=interrupted,
-                        fail_on_fake=fail_on_fake)
+                        fail_on_fake=fail_on_fake, fail_on_uncertain=fail_on_uncertain)

@@ -8,7 +8,7 @@ from typing import List
 
 import typer
 
-from deepscan.cli.common import EXIT_OK, EXIT_USAGE, stderr
+from deepscan.cli.common import EXIT_OK, EXIT_USAGE, require_writable, stderr
 from deepscan.results import ScanResult, summarize
 from deepscan.writers.safe import markup_text
 
@@ -22,6 +22,7 @@ def report(
     """Write a self-contained HTML report (summary, sortable table, a card and a plot per file)."""
     from deepscan.writers.html import write_html
 
+    require_writable(("--output", output))
     results: list[ScanResult] = []
     for path in results_files:
         try:

@@ -6,12 +6,14 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import (
-    BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+    BarColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
 )
+from rich.text import Text
 
 from deepscan.cli.common import OutputFormat, stderr
 
-__all__ = ["NoProgress", "media_progress", "file_progress", "resume_from", "streaming_writer", "write_final"]
+__all__ = ["NoProgress", "MediaRateColumn", "media_progress", "file_progress", "resume_from", "streaming_writer",
+           "write_final"]
 
 
 def resume_from(output: Path) -> list:
@@ -76,12 +78,27 @@ class NoProgress:
         pass
 
 
+class MediaRateColumn(ProgressColumn):
+    """How fast the scan goes: media seconds scanned per wall-clock second (``3.2 media-s/s``).
+
+    Rich's estimate over the last 30 s of progress; ``–`` until there are two updates to measure.
+    """
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        if speed is None:
+            return Text("– media-s/s", style="progress.data.speed")
+        return Text(f"{speed:.1f} media-s/s" if speed < 100 else f"{speed:.0f} media-s/s",
+                    style="progress.data.speed")
+
+
 def media_progress(disabled: bool):
-    """The local check's bar on stderr: files done, media seconds scanned, elapsed and remaining time."""
+    """The local check's bar on stderr: files done, media seconds scanned, the rate (media seconds per
+    second), elapsed and remaining time."""
     if disabled:
         return NoProgress()
     return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f} media-s"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=stderr, transient=True)
+                    MediaRateColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=stderr, transient=True)
 
 
 def file_progress(disabled: bool):

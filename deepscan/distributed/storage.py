@@ -189,9 +189,9 @@ def fetch(source: str, local: str | None, folder: str) -> str:
 # -- Parquet ---------------------------------------------------------------------------------------
 
 PARQUET_SCALARS = (("path", "string"), ("status", "string"), ("reason", "string"), ("verdict", "string"),
-                   ("p_fake", "float64"), ("threshold", "float64"), ("top_modality", "string"),
+                   ("p_fake", "float64"), ("threshold", "float64"), ("margin", "float64"), ("top_modality", "string"),
                    ("elapsed_s", "float64"))
-PARQUET_JSON = ("modalities", "cues", "windows", "media", "faces", "detector", "thumbnails")
+PARQUET_JSON = ("uncertain_band", "modalities", "cues", "windows", "media", "faces", "detector", "thumbnails")
 
 
 def _parquet_schema():
@@ -206,9 +206,10 @@ def write_parquet(results, target) -> str:
     """Write results as one Parquet file: a local path or a URI.
 
     The record is :meth:`ScanResult.to_dict`: its scalar fields are typed columns (``path``,
-    ``status``, ``reason``, ``verdict``, ``p_fake``, ``threshold``, ``top_modality``,
-    ``elapsed_s``), its nested ones (``modalities``, ``cues``, ``windows``, ``media``, ``faces``,
-    ``detector``, ``thumbnails``) JSON text, so that every result has the same columns.
+    ``status``, ``reason``, ``verdict``, ``p_fake``, ``threshold``, ``margin``, ``top_modality``,
+    ``elapsed_s``), its nested ones (``uncertain_band``, ``modalities``, ``cues``, ``windows``,
+    ``media``, ``faces``, ``detector``, ``thumbnails``) JSON text, so that every result has the same
+    columns.
 
     Parameters
     ----------
@@ -293,8 +294,10 @@ def open_text_output(target: str | None, prior: bytes, append_local: bool):
         if prior:
             raw.write(prior)
         return io.TextIOWrapper(raw, encoding="utf-8", newline="", write_through=True), True
+    from deepscan.writers.files import LineSafeFile  # a failing write (disk full) leaves only whole lines
+
     Path(target).parent.mkdir(parents=True, exist_ok=True)
-    return open(target, "a" if append_local else "w", encoding="utf-8", newline="", buffering=1), True
+    return LineSafeFile(target, append=append_local), True
 
 
 def prior_jsonl_results(target: str) -> tuple[list[ScanResult], bytes]:

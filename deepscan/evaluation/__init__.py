@@ -10,7 +10,7 @@ re-exported here, where earlier versions had them.
 
 from __future__ import annotations
 
-from deepscan.evaluation.media import evaluate_media, result_scores, score_table
+from deepscan.evaluation.media import evaluate_media, result_scores, score_table, verdict_counts
 from deepscan.labelled import (
     KNOWN_DATA_SETS, MANIFEST_NAME, REALWORLD, KnownDataSet, LabelledFile, LabelledSet, pair_subsets, parse_subsets,
     read_folder, read_labelled, read_manifest,
@@ -22,5 +22,5 @@ from deepscan.metrics import (
 
 __all__ = ["LabelledFile", "LabelledSet", "KnownDataSet", "KNOWN_DATA_SETS", "REALWORLD", "read_manifest",
            "read_folder", "read_labelled", "parse_subsets", "pair_subsets", "bootstrap_metric", "bootstrap_metrics",
-           "detection_values", "score_table", "result_scores", "evaluate_media", "auc", "average_precision",
+           "detection_values", "score_table", "result_scores", "verdict_counts", "evaluate_media", "auc", "average_precision",
            "BOOTSTRAP_ROUNDS", "CONFIDENCE", "METRICS", "CUE_THRESHOLD", "MANIFEST_NAME"]

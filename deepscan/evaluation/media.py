@@ -4,7 +4,9 @@
 read a labelled set (:func:`deepscan.labelled.read_labelled`: a ``MANIFEST.tsv`` or ``real/`` and
 ``fake/`` folders), scan it, and tabulate (:func:`score_table`) per media kind, per fake method and
 per named subset AUC, EER, AP, accuracy at the threshold and ECE, each with its pair-bootstrap
-interval (:mod:`deepscan.metrics`), for the fused ``p_fake`` and for each cue alone.
+interval (:mod:`deepscan.metrics`), for the fused ``p_fake`` and for each cue alone; and
+(:func:`verdict_counts`) per media kind and label how many files got each verdict, ``uncertain``
+(within the band around the threshold) among them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import numpy as np
 from deepscan.labelled import LabelledFile, LabelledSet, pair_subsets
 from deepscan.metrics import BOOTSTRAP_ROUNDS, CONFIDENCE, CUE_THRESHOLD, METRICS, bootstrap_metrics
 
-__all__ = ["score_table", "result_scores", "evaluate_media"]
+__all__ = ["score_table", "result_scores", "verdict_counts", "evaluate_media"]
+
+VERDICT_COLUMNS = ("fake", "uncertain", "real", "unknown", "error")
 
 def score_table(files: list[LabelledFile], scores: dict, subsets: dict | None = None, threshold=None,
                 rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0, cue_threshold: float = CUE_THRESHOLD) -> dict:
@@ -120,6 +124,45 @@ def result_scores(results: Iterable, fused: bool = True) -> dict:
     return scores
 
 
+def verdict_counts(files: list[LabelledFile], results: dict) -> dict:
+    """Per media kind and label, how many files got each verdict, and the uncertain band they were judged with.
+
+    Parameters
+    ----------
+    files : list of LabelledFile
+        The labelled files (their ``kind`` as tabulated).
+    results : dict
+        Path str -> :class:`deepscan.results.ScanResult`.
+
+    Returns
+    -------
+    dict
+        ``{kind: {"real": counts, "fake": counts, "band": [lo, hi] or "per file" or None,
+        "threshold": float or "per file" or None}}``, ``counts`` being ``{"files", "fake",
+        "uncertain", "real", "unknown", "error"}`` (``error``: could not be scanned, or no result);
+        ``uncertain`` counts the files whose ``p_fake`` fell within the band around their threshold.
+    """
+    out: dict = {}
+    for f in files:
+        row = out.setdefault(f.kind, {"real": dict.fromkeys(("files",) + VERDICT_COLUMNS, 0),
+                                      "fake": dict.fromkeys(("files",) + VERDICT_COLUMNS, 0),
+                                      "bands": set(), "thresholds": set()})
+        counts = row["fake" if f.label else "real"]
+        counts["files"] += 1
+        r = results.get(str(f.path))
+        verdict = "error" if r is None or r.status != "ok" else r.verdict
+        counts[verdict if verdict in VERDICT_COLUMNS else "unknown"] += 1
+        if r is not None and r.uncertain_band:
+            row["bands"].add(tuple(r.uncertain_band))
+        if r is not None and r.threshold is not None:
+            row["thresholds"].add(r.threshold)
+    for row in out.values():
+        bands, thresholds = row.pop("bands"), row.pop("thresholds")
+        row["band"] = list(next(iter(bands))) if len(bands) == 1 else "per file" if bands else None
+        row["threshold"] = next(iter(thresholds)) if len(thresholds) == 1 else "per file" if thresholds else None
+    return out
+
+
 def evaluate_media(labelled: LabelledSet, scanner, subsets: dict | None = None, rounds: int = BOOTSTRAP_ROUNDS,
                    seed: int = 0, on_result: Callable | None = None) -> dict:
     """Scan labelled media as ``deepscan check`` does and tabulate detection per kind, method, subset and cue.
@@ -141,7 +184,8 @@ def evaluate_media(labelled: LabelledSet, scanner, subsets: dict | None = None, 
     -------
     dict
         ``{"data", "files", "detector", "fused", "rounds", "confidence", "subsets", "errors", "unknown",
-        "elapsed_s", "table", "per_file"}``: ``table`` is :func:`score_table`'s; ``errors`` maps files that
+        "elapsed_s", "table", "verdicts", "per_file"}``: ``table`` is :func:`score_table`'s, ``verdicts``
+        :func:`verdict_counts`' (files in the uncertain band per kind and label); ``errors`` maps files that
         could not be scanned to their reason and ``unknown`` files without a fused verdict to theirs;
         ``per_file`` lists each file's label, method, pair, verdict, threshold and scores (a scorer's
         ``None``: it did not apply).
@@ -179,8 +223,10 @@ def evaluate_media(labelled: LabelledSet, scanner, subsets: dict | None = None, 
         "unknown": {p: r.reason for p, r in results.items() if r.status == "ok" and r.p_fake is None},
         "elapsed_s": round(elapsed, 1),
         "table": table,
+        "verdicts": verdict_counts(files, results),
         "per_file": [{"path": str(f.path), "kind": f.kind, "label": "fake" if f.label else "real", "method": f.method,
                       "pair": f.pair, "verdict": getattr(results.get(str(f.path)), "verdict", None),
                       "threshold": thresholds.get(str(f.path)),
+                      "uncertain_band": getattr(results.get(str(f.path)), "uncertain_band", None),
                       "scores": {s: values.get(str(f.path)) for s, values in scores.items()}} for f in files],
     }

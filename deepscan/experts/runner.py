@@ -53,14 +53,18 @@ CUES = {
     "av_sync": (None, "audio-visual"),
     "synthetic_speech": ("synthetic_speech", "audio"),
     "generated_image": ("generated_image", "image"),
+    "generated_image_lite2": ("generated_image_lite2", "image"),
     "face_forgery": ("face_forgery", "face"),
+    "provenance": (None, "file"),
 }
-DEFAULT_CUES = ("aasist", "meso4", "av_sync", "synthetic_speech", "generated_image", "face_forgery")
+DEFAULT_CUES = ("aasist", "meso4", "av_sync", "synthetic_speech", "generated_image", "generated_image_lite2",
+                "face_forgery", "provenance")
 # learned experts: cue -> (module, loader); their weights ship inside the package, under the cue's
 # name in the weights registry (deepscan.weights.MODELS), which says what each detects and holds its SHA-256
 LEARNED = {
     "synthetic_speech": ("deepscan.experts.speech_learned", "load_speech_expert"),
     "generated_image": ("deepscan.experts.generated_image", "load_image_expert"),
+    "generated_image_lite2": ("deepscan.experts.generated_image", "load_image_expert"),
     "face_forgery": ("deepscan.experts.face_forgery", "load_face_expert"),
 }
 FRAMES_PER_WINDOW_IMAGE = 1  # frames of a video window the generated-image expert scores (the middle one)
@@ -105,6 +109,9 @@ class ExpertsConfig:
         error, what to run), said once per scan rather than in every result.
     speech : bool
         Whether speech presence (silero-vad) gates the audio cues.
+    marks : bool
+        Whether the file's own declarations are read (the ``provenance`` cue: C2PA, IPTC source type,
+        generator metadata, watermarks; :mod:`deepscan.experts.provenance`), once per file by the scanner.
     """
 
     cues: tuple = ()
@@ -113,6 +120,7 @@ class ExpertsConfig:
     unavailable: dict = field(default_factory=dict)
     problems: dict = field(default_factory=dict)
     speech: bool = True
+    marks: bool = False
 
     def key(self) -> dict:
         """What of the config shapes the cues: part of the feature-cache key."""
@@ -121,7 +129,7 @@ class ExpertsConfig:
 
 
 WEIGHTS_UNAVAILABLE = "weights not available"  # a cue's reason when its expert's weights could not be had
-EVIDENCE_FORMAT = 2  # bump when an expert's preprocessing or its cue's meaning changes
+EVIDENCE_FORMAT = 3  # bump when an expert's preprocessing or its cue's meaning changes (3: the generated_image_lite2 cue on the EfficientNet-Lite2 backbone)
 
 
 def resolve_experts(names="auto", models_dir: str | os.PathLike | None = None) -> ExpertsConfig:
@@ -159,6 +167,8 @@ def resolve_experts(names="auto", models_dir: str | os.PathLike | None = None) -
     unknown = [n for n in wanted if n not in CUES]
     if unknown:
         raise ValueError(f"unknown expert(s) {', '.join(unknown)}; known: {', '.join(CUES)}")
+    marks = "provenance" in wanted
+    wanted = [n for n in wanted if n != "provenance"]
     cues, paths, provenance, unavailable, problems = [], {}, {}, {}, {}
     for name in wanted:
         registry, _ = CUES[name]
@@ -195,7 +205,7 @@ def resolve_experts(names="auto", models_dir: str | os.PathLike | None = None) -
         paths[name] = str(path)
         provenance[name] = {"expert": entry.name, "weights_sha256": entry.sha256, "licence": entry.licence,
                             "trained_on": entry.trained_on, "detects": entry.detects}
-    return ExpertsConfig(tuple(cues), paths, provenance, unavailable, problems, speech=True)
+    return ExpertsConfig(tuple(cues), paths, provenance, unavailable, problems, speech=True, marks=marks)
 
 
 def _learned_provenance(name: str, path: str) -> dict:
@@ -330,8 +340,9 @@ class Experts:
             evidence.cues[name] = self._meso(name, model, faces, frame_times_s, start_s, face_reason, evidence)
         if "synthetic_speech" in self.learned:
             evidence.cues["synthetic_speech"] = self._learned_speech(waveform, speech_reason, evidence)
-        if "generated_image" in self.learned:
-            evidence.cues["generated_image"] = self._learned_image(frames, frame_times_s, start_s, evidence)
+        for name in ("generated_image", "generated_image_lite2"):
+            if name in self.learned:
+                evidence.cues[name] = self._learned_image(name, frames, frame_times_s, start_s, evidence)
         if "face_forgery" in self.learned:
             evidence.cues["face_forgery"] = self._learned_face(faces, frame_times_s, start_s, face_reason, evidence)
         if "av_sync" in self.config.cues:
@@ -375,19 +386,22 @@ class Experts:
                                                torch.as_tensor(np.asarray(times), dtype=torch.float32))
         return cue(p_fake)
 
-    def _learned_image(self, frames, frame_times_s, start_s, evidence) -> dict:
+    def _learned_image(self, name, frames, frame_times_s, start_s, evidence) -> dict:
         if frames is None or not len(frames):
             return cue(reason="no frames")
+        if name == "generated_image_lite2" and len(frames) > 1:  # ~0.3 s a large frame on 2 cores: stills only
+            return cue(reason="still images only")
         middle = len(frames) // 2
-        expert, frame = self.learned["generated_image"], frames[middle]
+        expert, frame = self.learned[name], frames[middle]
         why = expert.unreadable(frame)
         if why is not None:
             return cue(reason=why)
-        p_fake, token = expert.score(frame)
-        evidence.tokens["generated_image"] = (
+        scored = expert.score_frame(frame) if hasattr(expert, "score_frame") else None  # with its crop map
+        p_fake, token = (scored["p_fake"], scored["token"]) if scored else expert.score(frame)
+        evidence.tokens[name] = (
             torch.as_tensor(np.asarray(token), dtype=torch.float32)[None],
             torch.tensor([float(frame_times_s[middle]) - start_s], dtype=torch.float32))
-        return cue(p_fake)
+        return cue(p_fake, **({"patches": scored["patches"]} if scored else {}))
 
     def _learned_face(self, faces, frame_times_s, start_s, reason, evidence) -> dict:
         if reason is not None:

@@ -9,8 +9,14 @@ positive rate on out-of-fold scores of the data it learned from.
 
 The checkpoint is a small safetensors file: per kind ``{kind}.coef`` float32 ``(2 C,)`` and
 ``{kind}.intercept`` float32 ``(1,)``, and JSON metadata under the ``deepscan`` key with
-``detector_kind: "cue-fusion"``, the cues per kind, thresholds, out-of-fold metrics and the training
-provenance (files by SHA-256, licences). No pickle.
+``detector_kind: "cue-fusion"``, the cues per kind, thresholds, uncertain bands, out-of-fold metrics
+and the training provenance (files by SHA-256, licences). No pickle.
+
+Each kind's ``uncertain_band`` ``[lo, hi]`` is where its verdict is ``uncertain`` rather than ``real``
+or ``fake``: set from the out-of-fold scores of the data it learned from
+(:func:`deepscan.training.fusion.uncertain_band_from_oof`), never narrower than
+:data:`deepscan.results.MIN_UNCERTAIN_MARGIN` each side of the threshold; a checkpoint that records
+none gets that minimum.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from deepscan.errors import CheckpointError
+from deepscan.results import uncertain_band
 
 __all__ = ["FUSION_KIND", "KindModel", "FusionDetector", "is_fusion_checkpoint", "cue_features", "DEFAULT_PATH"]
 
@@ -82,6 +89,13 @@ class KindModel:
         Decision threshold on ``p_fake`` (set at ``target_fpr`` on out-of-fold scores).
     metrics : dict
         Out-of-fold metrics on the training data (AUC, EER, AP, ECE, counts).
+    band : list of float or None
+        ``[lo, hi]`` on ``p_fake`` where the verdict is ``uncertain``, as set from out-of-fold data
+        (:func:`deepscan.training.fusion.uncertain_band_from_oof`); ``None``: not recorded (the
+        minimum band applies, :func:`deepscan.results.uncertain_band`).
+    band_detail : dict
+        How the band was set: the rule, the precision level, the window, the unclipped edges, the
+        out-of-fold files inside it.
     """
 
     cues: list
@@ -89,6 +103,8 @@ class KindModel:
     intercept: float
     threshold: float = 0.5
     metrics: dict = field(default_factory=dict)
+    band: list | None = None
+    band_detail: dict = field(default_factory=dict)
 
     def logit(self, cues: dict) -> float | None:
         """Fused fake-vs-real log-odds, or ``None`` when none of the model's cues applies."""
@@ -136,6 +152,24 @@ class FusionDetector:
         model = self.kinds.get(kind)
         return 0.5 if model is None else model.threshold
 
+    def band(self, kind: str) -> tuple[float, float]:
+        """The ``p_fake`` interval of a media kind where its verdict is ``uncertain``.
+
+        Parameters
+        ----------
+        kind : str
+            ``"audio"``, ``"image"`` or ``"video"``.
+
+        Returns
+        -------
+        (float, float)
+            The band the checkpoint records for the kind, widened to at least
+            :data:`deepscan.results.MIN_UNCERTAIN_MARGIN` each side of its threshold
+            (:func:`deepscan.results.uncertain_band`); that minimum where none is recorded.
+        """
+        model = self.kinds.get(kind)
+        return uncertain_band(self.threshold(kind), None if model is None else model.band)
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write the checkpoint (safetensors, metadata JSON under ``deepscan``).
 
@@ -151,6 +185,9 @@ class FusionDetector:
             tensors[f"{kind}.coef"] = torch.tensor(np.asarray(model.coef), dtype=torch.float32)
             tensors[f"{kind}.intercept"] = torch.tensor([model.intercept], dtype=torch.float32)
             kinds[kind] = {"cues": list(model.cues), "threshold": float(model.threshold), "metrics": model.metrics}
+            if model.band is not None:
+                kinds[kind]["uncertain_band"] = [float(model.band[0]), float(model.band[1])]
+                kinds[kind]["uncertain_band_detail"] = model.band_detail
         meta = {"detector_kind": FUSION_KIND, "format_version": FORMAT_VERSION, "kinds": kinds,
                 "target_fpr": self.target_fpr, "provenance": self.provenance}
         path = Path(path)
@@ -188,8 +225,13 @@ class FusionDetector:
             intercept = tensors.get(f"{kind}.intercept")
             if coef is None or intercept is None or coef.shape != (2 * len(info["cues"]),):
                 raise CheckpointError(f"fusion checkpoint: kind {kind!r} has no or mis-shaped weights", path)
+            band = info.get("uncertain_band")
+            if band is not None and not _is_band(band):
+                raise CheckpointError(f"fusion checkpoint: kind {kind!r} has a malformed uncertain_band {band!r}", path)
             kinds[kind] = KindModel(list(info["cues"]), coef.astype(np.float64), float(intercept[0]),
-                                    float(info.get("threshold", 0.5)), info.get("metrics") or {})
+                                    float(info.get("threshold", 0.5)), info.get("metrics") or {},
+                                    None if band is None else [float(band[0]), float(band[1])],
+                                    info.get("uncertain_band_detail") or {})
         return cls(kinds, meta.get("provenance") or {}, float(meta.get("target_fpr", 0.05)),
                    hashlib.sha256(data).hexdigest(), path.stem, os.fspath(path))
 
@@ -229,6 +271,12 @@ class FusionDetector:
         if self.provenance.get("limits"):
             parts.append(str(self.provenance["limits"]))
         return "; ".join(parts)
+
+
+def _is_band(band) -> bool:
+    """Whether ``band`` is ``[lo, hi]`` with ``0 <= lo <= hi <= 1``."""
+    return (isinstance(band, list) and len(band) == 2 and all(isinstance(v, (int, float)) for v in band)
+            and 0.0 <= band[0] <= band[1] <= 1.0)
 
 
 def _json_default(value):

@@ -1,6 +1,12 @@
 """Training the generated-image expert (:mod:`deepscan.experts.generated_image`) on the harvest.
 
-``deepscan train-expert image HARVEST -o image.safetensors`` calls :func:`train`. The harvest
+``deepscan train-expert image HARVEST -o image.safetensors`` calls :func:`train`, which trains the
+shipped backbone expert (:func:`train_backbone`: frozen EfficientNet-Lite2 features of
+format-equalised views, :func:`format_chain`; a logistic head, :func:`fit_head`; leave-one-family-out
+evaluation with the format probe beside, :func:`leave_family_out`); set ``$DEEPSCAN_HARVEST_EXT`` to
+the folder where ``scripts/harvest.py extract`` put data/harvest/image to train on the extension too.
+Given a :class:`TrainConfig`, :func:`train` trains the earlier spectrum / CNN patch networks, as
+described below. The harvest
 (``HARVEST/image/MANIFEST.tsv``, ../shared/harvest/README.md) lists real photos beside GAN, diffusion
 and face-swap images with their ``system``, source page (``group``) and ``pair``; only the files on
 disk are used, each checked against its manifest SHA-256.
@@ -68,7 +74,9 @@ from ..experts.generated_image import (
     to_tensor,
 )
 
-__all__ = ["TrainConfig", "train", "harvest_files", "fold_components", "augment_view", "simulate_upsampling",
+__all__ = ["TrainConfig", "train", "train_backbone", "format_chain", "view_features", "fit_head", "head_logits",
+           "leave_family_out", "sample_weights", "format_features", "FORMAT_FEATURE_NAMES", "family_of",
+           "labelled_images", "harvest_files", "fold_components", "augment_view", "simulate_upsampling",
            "jpeg_roundtrip", "prepare_patches", "fit_net", "score_patches"]
 
 CACHE_VERSION = 1  # bump when the patch extraction changes
@@ -650,6 +658,8 @@ def train(data_root: str | os.PathLike, output: str | os.PathLike, seed: int = 0
     ValueError
         If ``evaluate`` is unknown or the files on disk lack a class.
     """
+    if config is None and evaluate in ("all", "none"):  # the shipped expert: the backbone and its head
+        return train_backbone(data_root, output, seed, quiet, cache_dir=cache_dir or None, evaluate=evaluate == "all")
     if evaluate not in ("all", "oof", "none"):
         raise ValueError(f"evaluate must be 'all', 'oof' or 'none', not {evaluate!r}")
     threads = torch.get_num_threads()
@@ -778,3 +788,495 @@ def _jsonable(value):
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return value
+
+
+# ---------------------------------------------------------------------------------------------------
+# The backbone expert (issue 22): frozen EfficientNet-Lite2 features of native-resolution crops, taken
+# from format-equalised views, and a logistic-regression head on them.
+# ---------------------------------------------------------------------------------------------------
+
+CHAIN_VERSION = 1  # bump when the format chain or the crop layout changes (it keys the feature cache)
+CHAIN_CANVAS = 448  # px: the chain keeps at most this square of the resized image (2 x 2 crops of 224)
+CHAIN_SCALE = (0.5, 1.5)
+CHAIN_QUALITY = (60, 100)
+CHAIN_CODECS = (("jpeg", 0.45), ("webp", 0.2), ("none", 0.35))  # (codec, probability)
+CHAIN_FILTERS = ("bilinear", "bicubic", "lanczos")
+
+
+def format_chain(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """One format-equalised view of an image: the same random chain for real and fake alike.
+
+    In this order: a random resize by a scale drawn from :data:`CHAIN_SCALE` (bilinear, bicubic or
+    Lanczos; the scale is raised so that a side of at least 224 px stays at least 224 px, and
+    images under 224 px are not scaled), a random crop of at most :data:`CHAIN_CANVAS` px a side
+    (taken before the resize, on the matching region of the original, to save time), then one of
+    JPEG (quality 60-100, Pillow, 4:2:0), WebP (quality 60-100) or no compression
+    (:data:`CHAIN_CODECS`), decoded back. The view is built from decoded pixels, so no EXIF, ICC
+    profile, container or original dimension survives: format, container, size and compression say
+    nothing about the label (``bench/format_probe.py`` checks this).
+
+    Parameters
+    ----------
+    image : np.ndarray
+        uint8 ``(H, W, 3)``, decoded by :func:`deepscan.media.load_image`.
+    rng : np.random.Generator
+
+    Returns
+    -------
+    view : np.ndarray
+        uint8 ``(h, w, 3)`` with ``h, w <= CHAIN_CANVAS``.
+    steps : dict
+        ``{"scale", "filter", "codec", "quality"}`` as drawn.
+    """
+    from PIL import Image
+
+    from ..extractors.efficientnet import CROP
+
+    h, w = image.shape[:2]
+    scale = float(rng.uniform(*CHAIN_SCALE))
+    short = min(h, w)
+    scale = 1.0 if short < CROP else max(scale, CROP / short)
+    filt = CHAIN_FILTERS[int(rng.integers(len(CHAIN_FILTERS)))]
+    region = int(math.ceil(CHAIN_CANVAS / scale))
+    ch, cw = min(h, region), min(w, region)
+    top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    crop = image[top:top + ch, left:left + cw]
+    if scale != 1.0:
+        size = (max(1, round(cw * scale)), max(1, round(ch * scale)))
+        resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}[filt]
+        crop = np.asarray(Image.fromarray(crop).resize(size, resample))
+    crop = np.ascontiguousarray(crop[:CHAIN_CANVAS, :CHAIN_CANVAS])
+    codecs, probs = zip(*CHAIN_CODECS)
+    codec = codecs[int(rng.choice(len(codecs), p=np.array(probs) / sum(probs)))]
+    quality = int(rng.integers(CHAIN_QUALITY[0], CHAIN_QUALITY[1] + 1))
+    if codec != "none":
+        buffer = io.BytesIO()
+        Image.fromarray(crop).save(buffer, format="JPEG" if codec == "jpeg" else "WEBP", quality=quality)
+        buffer.seek(0)
+        crop = np.asarray(Image.open(buffer).convert("RGB"))
+    return crop, {"scale": round(scale, 4), "filter": filt, "codec": codec,
+                  "quality": quality if codec != "none" else None}
+
+
+def backbone_crop_features(crops: np.ndarray, batch: int = 16) -> np.ndarray:
+    """Multi-depth backbone features of uint8 crops ``(N, 224, 224, 3)`` -> float32 ``(N, 2120)``."""
+    from ..extractors.efficientnet import load_backbone, normalise
+
+    net = load_backbone()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(crops), batch):
+            x = torch.from_numpy(np.ascontiguousarray(crops[i:i + batch])).permute(0, 3, 1, 2)
+            out.append(net.features(normalise(x)).float().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 2120), np.float32)
+
+
+def view_features(path: str | os.PathLike, sha256: str, cache_dir: str | os.PathLike, seed: int = 0,
+                  view: int = 0) -> np.ndarray:
+    """Features of the 2 x 2 crops of one format-equalised view of a file, cached by SHA-256.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The image file.
+    sha256 : str
+        Its SHA-256 (the cache key, with ``seed``, ``view`` and :data:`CHAIN_VERSION`).
+    cache_dir : str or os.PathLike
+        Folder of the ``.npy`` caches (``float16 (4, 2120)`` each).
+    seed, view : int
+        The chain's draws are ``default_rng([seed, view, int(sha256[:12], 16)])``.
+
+    Returns
+    -------
+    np.ndarray
+        float32 ``(4, 2120)``: per-crop features (the file's feature is their mean).
+    """
+    from ..experts.generated_image import frame_crops
+    from ..media import load_image
+
+    target = Path(cache_dir) / f"v{CHAIN_VERSION}-s{seed}-w{view}" / f"{sha256}.npy"
+    if target.is_file():
+        return np.load(target).astype(np.float32)
+    rng = np.random.default_rng([seed, view, int(sha256[:12], 16)])
+    image, _ = format_chain(load_image(path), rng)
+    crops, _ = frame_crops(image, grid=2)
+    feats = backbone_crop_features(crops)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp.npy")
+    np.save(tmp, feats.astype(np.float16))
+    os.replace(tmp, target)
+    return feats
+
+
+def sample_weights(labels, groups) -> np.ndarray:
+    """Per-file training weights: both classes weigh the same, each source page by sqrt(its size).
+
+    Parameters
+    ----------
+    labels, groups : array-like
+        ``(N,)`` 1 = fake; the source page of each file.
+
+    Returns
+    -------
+    np.ndarray
+        float64 ``(N,)`` summing to 2 (1 per class present), so that the two dominant fake pages
+        (2,064 and 1,437 files) do not drown the other 39 families.
+    """
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    size = Counter(zip(labels.tolist(), groups.tolist()))
+    w = np.array([1.0 / math.sqrt(size[(c, g)]) for c, g in zip(labels.tolist(), groups.tolist())])
+    for c in (0, 1):
+        if (labels == c).any():
+            w[labels == c] /= w[labels == c].sum()
+    return w
+
+
+def fit_head(features: np.ndarray, labels, weights=None, c: float = 0.05, seed: int = 0) -> dict:
+    """The expert's head: standardisation then L2 logistic regression (sklearn lbfgs).
+
+    Parameters
+    ----------
+    features : np.ndarray
+        float ``(N, 2120)``: each file's mean crop feature.
+    labels : array-like
+        ``(N,)`` 1 = fake.
+    weights : array-like, optional
+        Per-file weights (:func:`sample_weights`); default equal.
+    c : float
+        Inverse L2 strength, on weights rescaled to a mean of 1.
+    seed : int
+
+    Returns
+    -------
+    dict
+        ``feature_mean``, ``feature_scale``, ``weight`` (float32 ``(2120,)``) and ``bias`` (``(1,)``),
+        in the terms of :class:`deepscan.experts.generated_image.BackboneImageExpert`.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.asarray(features, dtype=np.float64)
+    w = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=np.float64)
+    w = w * len(w) / w.sum()
+    mean = np.average(x, axis=0, weights=w)
+    scale = np.sqrt(np.average((x - mean) ** 2, axis=0, weights=w)) + 1e-3
+    model = LogisticRegression(C=c, max_iter=3000, random_state=seed)
+    model.fit((x - mean) / scale, np.asarray(labels), sample_weight=w)
+    return {"feature_mean": mean.astype(np.float32), "feature_scale": scale.astype(np.float32),
+            "weight": model.coef_[0].astype(np.float32), "bias": np.float32(model.intercept_).reshape(1)}
+
+
+def head_logits(head: dict, features: np.ndarray) -> np.ndarray:
+    """Logits of the head on features ``(N, 2120)`` (float64 ``(N,)``)."""
+    x = (np.asarray(features, dtype=np.float64) - head["feature_mean"]) / head["feature_scale"]
+    return x @ np.asarray(head["weight"], dtype=np.float64) + float(np.asarray(head["bias"]).reshape(-1)[0])
+
+
+def real_group_folds(labels, groups, k: int = 5) -> dict:
+    """Real source pages dealt into ``k`` folds of similar size (largest first, to the smallest fold)."""
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    sizes = Counter(groups[labels == 0].tolist())
+    folds, load = {}, [0] * k
+    for g, n in sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0])):
+        i = int(np.argmin(load))
+        folds[g] = i
+        load[i] += n
+    return folds
+
+
+def leave_family_out(features, labels, families, groups, *, c: float = 0.05, k: int = 5, rounds: int = 1000,
+                     controls: dict | None = None, min_fakes: int = 5, seed: int = 0) -> dict:
+    """Leave-one-family-out AUC: each generator family's fakes against unseen real pages.
+
+    For family ``F`` (``i``-th in sorted order): the test set is ``F``'s fakes and the real pages of
+    real fold ``i mod k`` (:func:`real_group_folds`); the head is trained on everything else (the
+    other families' fakes, the other real folds), weighted by :func:`sample_weights`. Intervals:
+    percentile bootstrap over files (:func:`deepscan.metrics.bootstrap_metric`; a family's fakes
+    mostly sit on one page, so a page bootstrap could not resample them).
+
+    Parameters
+    ----------
+    features : np.ndarray
+        ``(N, D)`` detector features (format-equalised views).
+    labels, families, groups : array-like
+        ``(N,)``: 1 = fake; generator family (reals: anything); source page.
+    c, k, rounds, min_fakes, seed
+        Head strength, real folds, bootstrap rounds, fewest fakes for a family to be reported.
+    controls : dict, optional
+        Name -> ``(N, F)`` features of another classifier fitted and scored on the same splits by
+        :func:`bench.format_probe.probe_scores`-like logistic regression (the format probe), or
+        name -> ``(N,)`` fixed scores (the old expert): reported beside the detector.
+
+    Returns
+    -------
+    dict
+        ``families``: per family ``{"detector": {auc, ci95, n_real, n_fake}, <control>: {...}}``;
+        ``median``: the median AUC over reported families for the detector and each control.
+    """
+    from ..metrics import bootstrap_metric
+
+    x, y = np.asarray(features), np.asarray(labels)
+    fam, grp = np.asarray(families), np.asarray(groups)
+    folds = real_group_folds(y, grp, k)
+    real_fold = np.array([folds.get(g, -1) if lab == 0 else -1 for g, lab in zip(grp, y)])
+    controls = controls or {}
+    out = {}
+    reported = sorted(f for f, n in Counter(fam[y == 1].tolist()).items() if n >= min_fakes)
+    for i, family in enumerate(reported):
+        test = ((y == 1) & (fam == family)) | (real_fold == i % k)
+        train = ~test
+        head = fit_head(x[train], y[train], sample_weights(y[train], grp[train]), c, seed)
+        entry = {}
+        scored = {"detector": head_logits(head, x[test])}
+        for name, ctl in controls.items():
+            ctl = np.asarray(ctl)
+            if ctl.ndim == 1:
+                scored[name] = ctl[test]
+            else:
+                from sklearn.linear_model import LogisticRegression
+                from sklearn.pipeline import make_pipeline
+                from sklearn.preprocessing import StandardScaler
+
+                probe = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, class_weight="balanced",
+                                                                           max_iter=2000))
+                probe.fit(ctl[train], y[train])
+                scored[name] = probe.decision_function(ctl[test])
+        for name, s in scored.items():
+            keep = np.isfinite(s)  # a fixed-score control may lack some files
+            value, lo, hi = bootstrap_metric(y[test][keep], s[keep], None, rounds=rounds)
+            entry[name] = {"auc": round(value, 4), "ci95": [round(lo, 4), round(hi, 4)],
+                           "n_real": int((y[test][keep] == 0).sum()), "n_fake": int(y[test][keep].sum())}
+        out[family] = entry
+    names = ["detector", *controls]
+    median = {n: round(float(np.median([out[f][n]["auc"] for f in out])), 4) for n in names}
+    return {"families": out, "median": median, "c": c, "real_folds": k}
+
+
+# The format probe's features (bench/format_probe.py): what a classifier could learn without pixels.
+
+FORMAT_FEATURE_NAMES = (
+    "log_width", "log_height", "log_pixels", "log_aspect", "bytes_per_pixel", "is_png", "is_jpeg", "is_webp",
+    "is_other", "q_luma_mean", "q_chroma_mean", "q_luma_dc", "jpeg_quality", "subsampling_420", "progressive",
+    "has_exif", "has_icc", "mode_rgba",
+)
+
+
+def _jpeg_quality(luma_mean: float) -> float:
+    """IJG quality whose scaled standard luminance table has this mean (1-100, approximate)."""
+    base = 57.625  # mean of the IJG standard luminance table (Annex K, Table K.1)
+    scale = 100.0 * luma_mean / base  # percent scaling applied to the standard table
+    quality = 5000.0 / scale if scale > 100 else (200.0 - scale) / 2.0
+    return float(np.clip(quality, 1, 100))
+
+
+def format_features(path: str | os.PathLike) -> np.ndarray:
+    """Format-only description of an image file, nothing about its pixels (``bench/format_probe.py``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An image file (read with Pillow, header and tables only).
+
+    Returns
+    -------
+    np.ndarray
+        float64 ``(len(FORMAT_FEATURE_NAMES),)``, in the order of :data:`FORMAT_FEATURE_NAMES`; JPEG-only entries
+        are 0 for other formats.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    size = path.stat().st_size
+    with Image.open(path) as im:
+        w, h = im.size
+        fmt = (im.format or "").upper()
+        q_luma = q_chroma = q_dc = quality = sub420 = progressive = 0.0
+        if fmt == "JPEG":
+            tables = getattr(im, "quantization", None) or {}
+            if 0 in tables:
+                q_luma = float(np.mean(tables[0]))
+                q_dc = float(tables[0][0])
+                quality = _jpeg_quality(q_luma)
+            if 1 in tables:
+                q_chroma = float(np.mean(tables[1]))
+            try:
+                from PIL import JpegImagePlugin
+
+                sub420 = float(JpegImagePlugin.get_sampling(im) == 2)
+            except Exception:  # noqa: BLE001 - an odd JPEG: unknown subsampling
+                sub420 = 0.0
+            progressive = float(bool(im.info.get("progressive") or im.info.get("progression")))
+        has_exif = float(bool(im.info.get("exif")) or bool(len(im.getexif())))
+        has_icc = float(bool(im.info.get("icc_profile")))
+        rgba = float(im.mode in ("RGBA", "LA", "P") and "transparency" in im.info or im.mode in ("RGBA", "LA"))
+    pixels = max(1, w * h)
+    return np.array([
+        np.log(max(w, 1)), np.log(max(h, 1)), np.log(pixels), np.log(max(w, 1) / max(h, 1)), size / pixels,
+        float(fmt == "PNG"), float(fmt == "JPEG"), float(fmt == "WEBP"), float(fmt not in ("PNG", "JPEG", "WEBP")),
+        q_luma, q_chroma, q_dc, quality, sub420, progressive, has_exif, has_icc, rgba,
+    ], dtype=np.float64)
+
+
+# Training the backbone expert end to end (``deepscan train-expert image`` without a TrainConfig).
+
+HARVEST_EXT_ENV = "DEEPSCAN_HARVEST_EXT"  # where scripts/harvest.py extracted data/harvest/image
+BACKBONE_C = 0.02  # the head's inverse L2 strength (of 0.02, 0.05, 0.1: the best leave-one-family-out median)
+BACKBONE_PAPERS = [
+    "Tan & Le, EfficientNet, ICML 2019 (and Google's EfficientNet-Lite, 2020): the frozen backbone",
+    "Ojha, Li & Lee, Towards Universal Fake Image Detectors that Generalize Across Generative Models "
+    "(UnivFD), CVPR 2023: frozen pretrained features and a linear probe",
+    "Chai et al., What makes fake images detectable?, ECCV 2020: native-resolution patches",
+    "Guillaro et al., A Bias-Free Training Paradigm for More General AI-generated Image Detection "
+    "(B-Free), CVPR 2025: format-equalised training",
+]
+
+
+def backbone_sources(data_root: str | os.PathLike) -> list[tuple[Path, Path | None]]:
+    """The manifests to train on: ``data_root``'s and, when extracted, the repository's extension.
+
+    The extension (``data/harvest/image/MANIFEST.tsv`` beside the package's source tree) is used
+    when ``$DEEPSCAN_HARVEST_EXT`` names the folder its files were extracted to
+    (``scripts/harvest.py extract``), holding ``<label>/<name>``.
+    """
+    sources = [(_manifest_of(Path(data_root)), None)]
+    ext_root = os.environ.get(HARVEST_EXT_ENV)
+    ext_manifest = Path(__file__).resolve().parents[2] / "data" / "harvest" / "image" / "MANIFEST.tsv"
+    if ext_root and ext_manifest.is_file() and Path(ext_root).is_dir():
+        sources.append((ext_manifest, Path(ext_root)))
+    return sources
+
+
+# The starter harvest (../shared/harvest) names systems, not families: its systems mapped onto the
+# extension's families (data/harvest/image/MANIFEST.tsv ``family``), so that holding a family out
+# holds out all of it. Matched in order, case-insensitively, on the system name.
+STARTER_FAMILIES = (
+    ("stylegan", "StyleGAN"), ("boredhumans", "StyleGAN"), ("realistic vision", "SD1.x"),
+    ("stable diffusion v1", "SD1.x"), ("dall-e mega", "DALL-E-Mini"), ("min-dalle", "DALL-E-Mini"),
+    ("kandinsky 2", "Kandinsky-2"), ("dfdc", "DFDC face swap"),
+)
+
+
+def family_of(system: str) -> str:
+    """The generator family of a starter-harvest system (:data:`STARTER_FAMILIES`), else the system."""
+    low = system.lower()
+    return next((family for key, family in STARTER_FAMILIES if key in low), system)
+
+
+def labelled_images(sources) -> tuple[list[LabelledFile], list[str]]:
+    """Image files on disk from ``(manifest, root)`` pairs, with each one's generator family.
+
+    Returns
+    -------
+    (list of LabelledFile, list of str)
+        The files (SHA-256 as the manifest gives it; files already listed by an earlier manifest
+        are skipped) and their family: the manifest's ``family`` column where it has one, else
+        :func:`family_of` its ``system``; ``"real"`` for real files.
+    """
+    import csv
+
+    files, families, seen = [], [], set()
+    for manifest, root in sources:
+        with open(manifest, newline="", encoding="utf-8") as fh:
+            family = {r.get("sha256", ""): (r.get("family") or family_of(r.get("system") or "")).strip()
+                      for r in csv.DictReader(fh, delimiter="\t")}
+        for f in read_manifest(manifest, root):
+            if f.kind != "image" or not f.exists or f.sha256 in seen:
+                continue
+            seen.add(f.sha256)
+            files.append(f)
+            families.append(family.get(f.sha256) or f.system if f.label else "real")
+    return files, families
+
+
+def train_backbone(data_root: str | os.PathLike, output: str | os.PathLike, seed: int = 0, quiet: bool = False,
+                   *, cache_dir: str | os.PathLike | None = None, evaluate: bool = True, c: float = BACKBONE_C,
+                   sources=None, check_hashes: bool = False, rounds: int = 1000,
+                   reference_scores: dict | None = None) -> dict:
+    """Train the backbone expert's head on the harvest and write it (fp16 safetensors).
+
+    Every file gives one format-equalised view (:func:`format_chain`), whose 2 x 2 crops of 224 px
+    go through the frozen EfficientNet-Lite2 (:func:`view_features`, cached by SHA-256); a file's
+    feature is the mean of its crops'. The head (:func:`fit_head`) is fitted on all files, weighted
+    by :func:`sample_weights`; with ``evaluate`` the leave-one-family-out table
+    (:func:`leave_family_out`, with the format probe on the same splits) goes into the provenance.
+
+    Parameters
+    ----------
+    data_root : str or os.PathLike
+        The harvest root (``image/MANIFEST.tsv``), e.g. ../shared/harvest; see :func:`backbone_sources`.
+    output : str or os.PathLike
+        The ``.safetensors`` to write.
+    seed : int
+        Seed of the chain's draws and the head.
+    quiet : bool
+    cache_dir : str or os.PathLike, optional
+        Feature cache (default ``<deepscan cache>/expert-image-backbone``).
+    evaluate : bool
+        Run the leave-one-family-out evaluation.
+    c : float
+        The head's inverse L2 strength.
+    sources : list of (manifest, root), optional
+        Instead of :func:`backbone_sources`.
+    check_hashes : bool
+        Hash every file against its manifest first (skipping mismatches).
+    rounds : int
+        Bootstrap rounds of the evaluation's intervals.
+    reference_scores : dict, optional
+        Name -> ``{sha256: score}``: fixed scores of another detector (the previous expert on the
+        original files), reported beside on the same splits (files without a score are left out).
+
+    Returns
+    -------
+    dict
+        ``output``, ``sha256``, ``seconds``, ``files``, ``leave_family_out``.
+    """
+    from ..experts.generated_image import MAX_GRID, save_backbone_head
+    from ..extractors.efficientnet import CROP, FEATURE_SLICES, REGISTRY_NAME
+    from ..weights import get_entry
+
+    started = time.perf_counter()
+    cache = Path(cache_dir) if cache_dir else Path(default_cache_dir()) / "expert-image-backbone"
+    files, families = labelled_images(sources or backbone_sources(data_root))
+    if check_hashes:
+        keep = [i for i, f in enumerate(files) if file_sha256(f.path) == f.sha256]
+        files, families = [files[i] for i in keep], [families[i] for i in keep]
+    labels = np.array([f.label for f in files])
+    if not len(files) or labels.min() == labels.max():
+        raise ValueError("training needs real and fake image files on disk")
+    _log(quiet, f"{len(files)} files ({int(labels.sum())} fake in {len(set(np.array(families)[labels == 1]))} "
+                f"families, {int((labels == 0).sum())} real); features...")
+    feats = []
+    for n, f in enumerate(files):
+        feats.append(view_features(f.path, f.sha256, cache, seed=seed).mean(0))
+        if not quiet and n % 500 == 499:
+            _log(quiet, f"  {n + 1}/{len(files)} ({time.perf_counter() - started:.0f} s)")
+    x = np.stack(feats)
+    groups = np.array([f.group for f in files])
+    result = {"files": {"used": len(files), "fake": int(labels.sum()), "real": int((labels == 0).sum()),
+                        "families": dict(Counter(families))}}
+    if evaluate:
+        controls = {"format_probe": np.stack([format_features(f.path) for f in files])}
+        for name, table in (reference_scores or {}).items():
+            controls[name] = np.array([table.get(f.sha256, np.nan) for f in files], dtype=np.float64)
+        result["leave_family_out"] = leave_family_out(x, labels, np.array(families), groups, c=c, seed=seed,
+                                                      controls=controls, rounds=rounds)
+        _log(quiet, f"leave-one-family-out median AUC {result['leave_family_out']['median']}")
+    head = fit_head(x, labels, sample_weights(labels, groups), c, seed)
+    backbone = get_entry(REGISTRY_NAME)
+    config = {"backbone": REGISTRY_NAME, "backbone_sha256": backbone.sha256, "crop": CROP, "grid": MAX_GRID,
+              "features": {k: [v.start, v.stop] for k, v in FEATURE_SLICES.items()},
+              "pooling": "global average per crop; file logit = mean crop logit", "normalise": "(x - 127) / 128"}
+    seconds = time.perf_counter() - started
+    provenance = {
+        "trained_by": "deepscan.training.expert_image.train_backbone", "seed": seed, "c": c,
+        "seconds": round(seconds, 1), "torch": torch.__version__, "papers": BACKBONE_PAPERS,
+        "chain": {"version": CHAIN_VERSION, "canvas": CHAIN_CANVAS, "scale": list(CHAIN_SCALE),
+                  "filters": list(CHAIN_FILTERS), "codecs": [list(x) for x in CHAIN_CODECS],
+                  "quality": list(CHAIN_QUALITY), "crops": "2 x 2 grid of 224 px over the view"},
+        "files": result["files"],
+        "training_files": {  # SHA-256 per class (family and page: from the manifests)
+            "fake": sorted(f.sha256 for f in files if f.label), "real": sorted(f.sha256 for f in files if not f.label)},
+        "metrics": {k: result[k] for k in ("leave_family_out",) if k in result},
+    }
+    sha = save_backbone_head(head, output, config, provenance)
+    _log(quiet, f"wrote {output} ({sha[:12]}) in {seconds:.0f} s")
+    return {"output": str(output), "sha256": sha, "seconds": round(seconds, 1), **result}

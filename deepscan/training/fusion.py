@@ -14,6 +14,9 @@
    are compared on source pages they did not see; the best is refitted on all files
    (:func:`fit_fusion`). Its out-of-fold scores over folds grouped by pair give the kind's AUC, EER,
    AP and ECE, and the threshold at the target false positive rate of real files.
+4. Around each threshold, the band where the verdict is ``uncertain`` is set from the same
+   out-of-fold scores (:func:`uncertain_band_from_oof`): where the local precision of either call
+   falls below :data:`BAND_PRECISION`.
 
 Files byte-identical to ../shared/realworld files (:data:`deepscan.training.expert_speech.EXCLUDED_SHA256`)
 are left out. Nothing here reads ../shared/realworld.
@@ -32,7 +35,8 @@ from deepscan.labelled import LabelledFile, read_manifest
 from deepscan.model.fusion import FusionDetector, KindModel, cue_features
 
 __all__ = ["page_weights", "CANDIDATES", "harvest_files", "sample_files", "rows_from_records", "learned_training_files", "stamp_real_media", "av_offset_copy", "av_offset_pseudo_fakes", "fit_fusion", "fit_and_save", "train", "LEARNED_CUES",
-           "FOLDS", "TARGET_FPR", "PER_KIND"]
+           "FOLDS", "TARGET_FPR", "PER_KIND", "BAND_PRECISION", "BAND_WINDOW", "BAND_STEP", "BAND_RULE",
+           "uncertain_band_from_oof", "stamp_uncertain_band"]
 
 FOLDS = 5
 TARGET_FPR = 0.05
@@ -43,6 +47,21 @@ MIN_OOF_AUC = 0.6  # a kind whose out-of-fold AUC is below this ships no model: 
 PAGE_WEIGHT_POWER = 0.5  # a file of a page with n files of its class weighs n ** -0.5 (see page_weights)
 C_L2 = 1.0  # inverse L2 strength of the logistic regressions
 PUBLISHED_CUES = ("aasist", "meso4", "av_sync")
+# Outside the uncertain band, each call is right at least this often locally (out of fold, at a balanced mix). The
+# highest level both calls reach on every kind of the shipped fusion's training data, for windows of 10-20% of the
+# files alike: at 0.8 a "real" call is never reached on audio or images there (real files are at most ~76% of those
+# scored alike), so the band would run to 0 and no such file could be called real.
+BAND_PRECISION = 0.7
+BAND_WINDOW = 0.15  # the local window: this fraction of a kind's out-of-fold files nearest in score (at least 15)
+BAND_STEP = 0.0025  # the band's edges are sought on a grid of p_fake this fine
+BAND_RULE = (
+    "per media kind, from the out-of-fold p_fake of the files the fusion learned from (folds grouped by pair): the "
+    f"local precision at a score is measured on the {BAND_WINDOW:.0%} of those files nearest to it in score (at "
+    "least 15), with page-balanced weights (so at the harvest's balanced mix of real and fake); going up from the "
+    f"threshold in steps of {BAND_STEP}, the band ends at the first score where the precision of a 'fake' call (the "
+    f"share of fakes) reaches {BAND_PRECISION}; going down, at the first score where the precision of a 'real' call "
+    f"(the share of reals) reaches {BAND_PRECISION}; where it never does, the band runs to 0 or 1; it is never "
+    "narrower than 0.05 on each side of the threshold")
 # cue sets each media kind's fusion chooses from (None: every cue that scored a file of the kind)
 CANDIDATES = {"all cues": None, "learned cues": LEARNED_CUES, "published cues": PUBLISHED_CUES,
               **{cue: (cue,) for cue in PUBLISHED_CUES + LEARNED_CUES}}
@@ -200,6 +219,80 @@ def _within_fold_auc(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray
     return total / pairs if pairs else float("nan")
 
 
+def uncertain_band_from_oof(labels, p_fake, threshold: float, weights=None, precision: float = BAND_PRECISION,
+                            window: float = BAND_WINDOW, min_window: int = 15, step: float = BAND_STEP) -> dict:
+    """The band around a threshold where neither call is reliable, from out-of-fold scores (:data:`BAND_RULE`).
+
+    The local precision at a score ``s`` is measured on the ``window`` fraction of the files
+    nearest to ``s`` in score (at least ``min_window``), with ``weights`` (page-balanced, classes of
+    equal weight: the precision at a balanced mix). Going up from ``threshold`` in steps of
+    ``step``, the band ends at the first score where the share of fakes (the precision of a
+    ``fake`` call) reaches ``precision``; going down, at the first score where the share of reals
+    (the precision of a ``real`` call) does. Where it never does, the band runs to 1 (or 0). The
+    band is then widened to at least :data:`deepscan.results.MIN_UNCERTAIN_MARGIN` each side of
+    ``threshold``.
+
+    Parameters
+    ----------
+    labels : array-like
+        int ``(N,)``, 1 = fake.
+    p_fake : array-like
+        float ``(N,)``: out-of-fold scores (NaN: left out).
+    threshold : float
+        The kind's decision threshold.
+    weights : array-like, optional
+        ``(N,)`` sample weights (default: equal).
+    precision : float
+        The local precision a call must reach outside the band.
+    window : float
+        Fraction of the files in the local window.
+    min_window : int
+        Fewest files in the window.
+    step : float
+        Spacing of the scores at which the precision is measured.
+
+    Returns
+    -------
+    dict
+        ``{"band": [lo, hi], "raw": [lo, hi] before widening, "precision", "window_files", "oof_files",
+        "oof_in_band": {"real": n, "fake": n}, "rule"}``; the edges are rounded to 4 decimals outwards.
+
+    Raises
+    ------
+    ValueError
+        Without scores.
+    """
+    import math
+
+    from deepscan.results import uncertain_band
+
+    y = np.asarray(labels, dtype=np.float64)
+    s = np.asarray(p_fake, dtype=np.float64)
+    w = np.ones_like(s) if weights is None else np.asarray(weights, dtype=np.float64)
+    keep = ~np.isnan(s)
+    y, s, w = y[keep], s[keep], w[keep]
+    n = len(s)
+    if n == 0:
+        raise ValueError("setting an uncertain band needs out-of-fold scores")
+    k = min(n, max(min_window, int(round(window * n))))
+
+    def fake_share(at: float) -> float:
+        near = np.argsort(np.abs(s - at), kind="stable")[:k]
+        return float((w[near] * y[near]).sum() / w[near].sum())
+
+    ups = np.append(np.arange(threshold, 1.0, step), 1.0)
+    downs = np.append(np.arange(threshold, 0.0, -step), 0.0)
+    hi_raw = next((float(at) for at in ups if fake_share(at) >= precision), 1.0)
+    lo_raw = next((float(at) for at in downs if 1.0 - fake_share(at) >= precision), 0.0)
+    lo, hi = uncertain_band(threshold, (lo_raw, hi_raw))
+    lo, hi = math.floor(lo * 1e4) / 1e4, math.ceil(hi * 1e4) / 1e4
+    inside = (s >= lo) & (s <= hi)
+    return {"band": [lo, hi], "raw": [round(lo_raw, 4), round(hi_raw, 4)], "precision": precision,
+            "window_files": int(k), "oof_files": int(n),
+            "oof_in_band": {"real": int((inside & (y == 0)).sum()), "fake": int((inside & (y == 1)).sum())},
+            "rule": BAND_RULE}
+
+
 def fit_fusion(rows: list[tuple[LabelledFile, dict, str]], seed: int = 0, folds: int = FOLDS,
                target_fpr: float = TARGET_FPR, candidates: dict | None = None) -> tuple[dict, dict]:
     """Fit one logistic regression per media kind, choosing its cues out of fold, folds grouped by page.
@@ -209,7 +302,8 @@ def fit_fusion(rows: list[tuple[LabelledFile, dict, str]], seed: int = 0, folds:
     weights; presence flags held at 0). The candidate kept is the one with the best AUC on source
     pages it did not see (folds grouped by page, stratified by class; :func:`_within_fold_auc`); it
     is refitted on all files. Its out-of-fold scores over folds grouped by pair give the kind's AUC,
-    EER, AP, ECE and the threshold at ``target_fpr`` of the real files.
+    EER, AP, ECE, the threshold at ``target_fpr`` of the real files and the uncertain band around
+    it (:func:`uncertain_band_from_oof`).
 
     Parameters
     ----------
@@ -267,6 +361,7 @@ def fit_fusion(rows: list[tuple[LabelledFile, dict, str]], seed: int = 0, folds:
         ok, oof = chosen["ok"], chosen["oof"]
         threshold = threshold_at_fpr(labels[ok], oof[ok], target_fpr)
         metrics = detection_metrics(labels[ok], oof[ok], threshold)
+        band = uncertain_band_from_oof(labels[ok], oof[ok], threshold, weights[ok])
         final = _fit_logistic(chosen["x"], labels, weights)
         summary = {n: {"cues": t["cues"], "auc": round(t["auc"], 4),
                        "auc_within_page_folds": round(t["auc_within_page_folds"], 4)} for n, t in tried.items()}
@@ -278,7 +373,8 @@ def fit_fusion(rows: list[tuple[LabelledFile, dict, str]], seed: int = 0, folds:
                                   "candidates": summary,
                                   "folds": (f"{len(pair_splits)} grouped by pair, stratified by class: AUC, EER, AP, ECE "
                                             f"and the threshold; {len(page_splits)} grouped by source page: the cue "
-                                            "set, by the page-weighted AUC of real and fake files held out together")})
+                                            "set, by the page-weighted AUC of real and fake files held out together")},
+                                 band["band"], {k: v for k, v in band.items() if k not in ("band", "rule")})
         oof_out[kind] = {"labels": labels[ok].tolist(), "p_fake": oof[ok].tolist(), "weights": weights[ok].tolist(),
                          "groups": groups[ok].tolist(), "systems": [f.system for (f, _), k in zip(subset, ok) if k],
                          "candidates": summary}
@@ -490,7 +586,7 @@ def fit_and_save(rows, output, seed: int = 0, target_fpr: float = TARGET_FPR, so
     Returns
     -------
     dict
-        Per kind: the cues used, the out-of-fold metrics and the threshold.
+        Per kind: the cues used, the out-of-fold metrics, the threshold and the uncertain band.
 
     Raises
     ------
@@ -512,6 +608,7 @@ def fit_and_save(rows, output, seed: int = 0, target_fpr: float = TARGET_FPR, so
         "method": "per media kind, a logistic regression on the cues' log-odds (page-balanced sample weights); "
                   "the cue set chosen by AUC on held-out source pages; AUC, EER, AP, ECE and the threshold (at the "
                   "target false positive rate of real files) out of fold, folds grouped by pair",
+        "uncertain_band_rule": BAND_RULE,
         "cues_out_of_fold": sorted({c for _, cues, _ in rows for c in cues if c in LEARNED_CUES
                                     and cues[c].get("p_fake") is not None}),
         "sources": sources,
@@ -522,7 +619,8 @@ def fit_and_save(rows, output, seed: int = 0, target_fpr: float = TARGET_FPR, so
                   "heads and lip-sync; unknown where no cue applies (see the README)",
     }
     FusionDetector(models, provenance, target_fpr).save(output)
-    return {kind: {"cues": m.cues, **m.metrics, "threshold": m.threshold} for kind, m in models.items()}
+    return {kind: {"cues": m.cues, **m.metrics, "threshold": m.threshold, "uncertain_band": m.band}
+            for kind, m in models.items()}
 
 
 def train(harvest_root, output, models_dir=None, seed: int = 0, extra_roots=(), workers=None, quiet: bool = False,
@@ -666,3 +764,60 @@ def stamp_real_media(detector_path, report: dict, source: str = "real media (../
     detector.provenance["real_media_measured_on_sha256"] = detector.sha256
     detector.save(detector_path)
     return real
+
+
+def stamp_uncertain_band(detector_path, rows, seed: int = 0, tolerance: float = 1e-4) -> dict:
+    """Record the uncertain band per kind in a cue-fusion checkpoint, from its training data's out-of-fold scores.
+
+    The fusion is fitted again on ``rows`` (the files it learned from, with their cues, as
+    :func:`train` scans them) to get its out-of-fold scores; the refit must reproduce the
+    checkpoint (same cues per kind, coefficients and thresholds within ``tolerance``), or nothing is
+    written. Only the metadata changes: the coefficients, intercepts and thresholds are the
+    checkpoint's own, so every ``p_fake`` stays what it was; the verdicts change where a file falls
+    in the band. The band is measured around the checkpoint's threshold (:func:`uncertain_band_from_oof`).
+    Nothing here reads ../shared/realworld.
+
+    Parameters
+    ----------
+    detector_path : path
+        The cue-fusion checkpoint; rewritten in place.
+    rows : list of (LabelledFile, dict, str)
+        :func:`rows_from_records` of the scanned training files.
+    seed : int
+        The seed the checkpoint was fitted with (its provenance's ``seed``).
+    tolerance : float
+        Largest difference allowed between the refit's coefficients, intercepts or thresholds and
+        the checkpoint's.
+
+    Returns
+    -------
+    dict
+        Kind -> :func:`uncertain_band_from_oof`'s result, with ``"threshold"``.
+
+    Raises
+    ------
+    ValueError
+        If the refit does not reproduce the checkpoint.
+    """
+    detector = FusionDetector.load(detector_path)
+    refit, oof = fit_fusion(rows, seed=seed, target_fpr=detector.target_fpr)
+    problems = []
+    for kind, model in detector.kinds.items():
+        again = refit.get(kind)
+        if again is None or list(again.cues) != list(model.cues):
+            problems.append(f"{kind}: cues {None if again is None else again.cues} != {model.cues}")
+            continue
+        gaps = {"coefficients": float(np.max(np.abs(np.asarray(again.coef) - np.asarray(model.coef)))),
+                "intercept": abs(again.intercept - model.intercept), "threshold": abs(again.threshold - model.threshold)}
+        problems += [f"{kind}: {what} differ by {gap:.2g}" for what, gap in gaps.items() if gap > tolerance]
+    if problems:
+        raise ValueError("these rows do not reproduce the checkpoint: " + "; ".join(problems))
+    out = {}
+    for kind, model in detector.kinds.items():
+        band = uncertain_band_from_oof(oof[kind]["labels"], oof[kind]["p_fake"], model.threshold, oof[kind]["weights"])
+        model.band, model.band_detail = band["band"], {k: v for k, v in band.items() if k not in ("band", "rule")}
+        out[kind] = {**band, "threshold": model.threshold}
+    detector.provenance["uncertain_band_rule"] = BAND_RULE
+    detector.provenance["uncertain_band_added_to_sha256"] = detector.sha256
+    detector.save(detector_path)
+    return out

@@ -3,8 +3,10 @@
 Both render the report of :func:`deepscan.evaluation.evaluate_media` from the same rows
 (:func:`sections`): per media kind, per fake method and per named subset, one row per scorer (the
 fused ``p_fake`` first, then each cue alone) with the files it scored and AUC, EER, AP, accuracy at
-the threshold and ECE, each with its 95% bootstrap interval over pairs. ``deepscan evaluate`` and
-``python -m bench.quality`` print the same numbers through these functions.
+the threshold and ECE, each with its 95% bootstrap interval over pairs; then, per media kind and
+label, how many files got each verdict, ``uncertain`` (within the band around the threshold) among
+them (:func:`verdict_rows`). ``deepscan evaluate`` and ``python -m bench.quality`` print the same
+numbers through these functions.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ import math
 
 from deepscan.metrics import METRICS
 
-__all__ = ["HEADERS", "sections", "metric_cell", "files_cell", "legend", "render_markdown", "render_tables"]
+__all__ = ["HEADERS", "sections", "metric_cell", "files_cell", "legend", "verdict_rows", "render_markdown",
+           "render_tables"]
 
 HEADERS = {"auc": "AUC", "eer": "EER", "ap": "AP", "accuracy": "acc", "ece": "ECE"}
 METRIC_WIDTH = 9  # a terminal column: ``0.912`` over ``0.80–0.99`` (a space divides the columns)
+VERDICT_COLUMNS = ("fake", "uncertain", "real", "unknown", "error")
+VERDICTS_TITLE = "Verdicts per media kind (uncertain: p_fake within the band around the threshold)"
 
 
 def _missing(value) -> bool:
@@ -96,6 +101,37 @@ def sections(report: dict) -> list[dict]:
     return out
 
 
+def band_cell(band) -> str:
+    """An uncertain band as ``0.637–0.737``; ``per file`` or ``–`` as the report says."""
+    if isinstance(band, (list, tuple)) and len(band) == 2:
+        return f"{band[0]:.3f}–{band[1]:.3f}"
+    return band if isinstance(band, str) else "–"
+
+
+def verdict_rows(report: dict) -> list[tuple]:
+    """Per media kind and label, the verdict counts of :func:`deepscan.evaluation.verdict_counts`.
+
+    Parameters
+    ----------
+    report : dict
+        :func:`deepscan.evaluation.evaluate_media`'s report; one without ``verdicts`` (written by an
+        older deepscan) gives no rows.
+
+    Returns
+    -------
+    list of tuple
+        ``(kind, label, counts, band)``: ``counts`` ``{"files", "fake", "uncertain", "real", "unknown",
+        "error"}``, ``band`` its :func:`band_cell`; real before fake, kinds in name order.
+    """
+    rows = []
+    for kind, row in sorted((report.get("verdicts") or {}).items()):
+        for label in ("real", "fake"):
+            counts = row.get(label) or {}
+            if counts.get("files"):
+                rows.append((kind, label, counts, band_cell(row.get("band"))))
+    return rows
+
+
 def legend(report: dict) -> str:
     """What a cell means, in one paragraph (the same under both renderings)."""
     cue = report.get("cue_threshold", 0.5)
@@ -132,6 +168,14 @@ def render_markdown(report: dict) -> str:
             previous = label
             lines.append(f"| {shown} | {scorer} | {files_cell(m)} | "
                          + " | ".join(metric_cell(m, name) for name in METRICS) + " |")
+    verdicts = verdict_rows(report)
+    if verdicts:
+        lines += ["", f"**{VERDICTS_TITLE}**", "",
+                  "| kind | label | files | " + " | ".join(VERDICT_COLUMNS) + " | uncertain band |",
+                  "|---|---|---|" + "---|" * len(VERDICT_COLUMNS) + "---|"]
+        for kind, label, counts, band in verdicts:
+            lines.append(f"| {kind} | {label} | {counts['files']} | "
+                         + " | ".join(str(counts.get(v, 0)) for v in VERDICT_COLUMNS) + f" | {band} |")
     return "\n".join(lines)
 
 
@@ -182,4 +226,13 @@ def render_tables(report: dict) -> list:
                 out += [rich_text(label, style="bold"), group]
             group.add_row(rich_text("  " + scorer), f"{m['coverage']}\n{m['n_real']}r {m['n_fake']}f",
                           *(metric_cell(m, name, terminal=True) for name in METRICS))
+    verdicts = verdict_rows(report)
+    if verdicts:
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+        for i, header in enumerate(("kind", "label", "files", *VERDICT_COLUMNS, "band")):
+            table.add_column(header, no_wrap=True, justify="left" if i < 2 else "right")
+        for kind, label, counts, band in verdicts:
+            table.add_row(rich_text(kind), label, str(counts["files"]),
+                          *(str(counts.get(v, 0)) for v in VERDICT_COLUMNS), band)
+        out += [Text(""), Text(VERDICTS_TITLE, style="bold underline"), table]
     return out

@@ -17,9 +17,12 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import jinja2
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
+from deepscan.media import container_name
+from deepscan.model.fusion import FUSION_KIND
 from deepscan.results import MODALITIES, STATUS_OK, ScanResult, summarize
+from deepscan.results import VERDICT_MEANINGS as RESULT_MEANINGS
 from deepscan.writers.paths import display_root, relative_to
 from deepscan.writers.safe import plot_text
 
@@ -36,6 +39,11 @@ OTHER_COLOR = "#6b7280"  # a series without a colour of its own
 THRESHOLD_COLOR = "#dc2626"
 
 _BASE64 = re.compile(r"^[A-Za-z0-9+/=\s]*$")
+_BREAK_AFTER = re.compile(r"([/\\_\-]+)")  # a name may wrap after a path separator, "_" or "-"
+_BREAK_BEFORE = re.compile(r"(?<=[^/\\_\-.])(?=\.)")  # ... and before a dot: ".mp4" stays whole
+LONG_RUN = 16  # characters of a name part without a break opportunity before it gets one
+# what each verdict means, in the words of the legend beside the table (the table's and the README's words)
+VERDICT_MEANINGS = {**RESULT_MEANINGS, "error": "the file could not be scanned"}
 
 
 def render_html(results: Sequence[ScanResult], title: str = DEFAULT_TITLE,
@@ -79,11 +87,13 @@ def render_html(results: Sequence[ScanResult], title: str = DEFAULT_TITLE,
         generated=generated_at.strftime("%Y-%m-%d %H:%M:%S %Z").strip(),
         version=__version__,
         counts=summarize(results),
+        legend=_legend(results),
         detectors=_detectors(results),
         files=files,
         modalities=MODALITIES,
         colors=PLOT_COLORS,
         root=root,
+        root_shown=breakable(root) if root else None,
         metric_headers={"auc": "AUC", "eer": "EER", "ap": "AP", "accuracy": "acc", "ece": "ECE"},
     )
     # file names that were not valid UTF-8 reach Python as lone surrogates: show them as \udcXX
@@ -217,6 +227,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["num"] = _num
+    env.filters["signed"] = _signed
     env.filters["pct"] = _pct
     env.filters["seconds"] = _seconds
     env.filters["size"] = _size
@@ -232,8 +243,9 @@ def _file_view(index: int, result: ScanResult, root: str | None = None) -> dict:
     cue_svg = timeline_svg(result, salt=f"{index}c", cues=True) if ok and not instant else None
     cues = []
     for name, c in (result.cues or {}).items():
+        sha = c.get("weights_sha256") or ""
         cues.append({"name": name, "p_fake": c.get("p_fake"), "reason": c.get("reason"),
-                     "expert": c.get("expert"), "sha": (c.get("weights_sha256") or "")[:12],
+                     "expert": c.get("expert"), "sha": sha[:12], "sha_full": sha,
                      "trained_on": c.get("trained_on"), "lag_ms": c.get("lag_ms"),
                      "correlation": c.get("correlation")})
     absent: dict = {}  # reason -> cues that did not apply, for one line each under the scored cues
@@ -245,18 +257,25 @@ def _file_view(index: int, result: ScanResult, root: str | None = None) -> dict:
     modalities = []
     for name in MODALITIES:
         info = (result.modalities or {}).get(name) or {}
-        modalities.append({"name": name, "present": bool(info.get("present")),
-                           "p_fake": info.get("p_fake"), "reason": info.get("reason")})
+        modalities.append({"name": name, "present": bool(info.get("present")), "p_fake": info.get("p_fake"),
+                           "reason": modality_reason(name, info.get("reason"))})
     thumbnails = [t for t in (result.thumbnails or [])
                   if isinstance(t.get("jpeg_base64"), str) and _BASE64.match(t["jpeg_base64"])]
+    shown_path = relative_to(result.path, root)
+    name = os.path.basename(result.path.rstrip("/\\")) or result.path
+    verdict = (result.verdict or "error") if ok else "error"
     return {
         "index": index,
         "anchor": f"file-{index}",
         "result": result,
         "ok": ok,
-        "name": os.path.basename(result.path.rstrip("/\\")) or result.path,
-        "shown_path": relative_to(result.path, root),
-        "verdict": (result.verdict or "error") if ok else "error",
+        "name": breakable(name),
+        "shown_path": breakable(shown_path),
+        "verdict": verdict,
+        "meaning": VERDICT_MEANINGS.get(verdict, ""),
+        "margin": result.margin if ok else None,
+        "band": uncertain_band(result) if ok else None,
+        "scale_note": scale_note(result, modalities) if ok else None,
         "svg": Markup(svg) if svg else None,
         "cue_svg": Markup(cue_svg) if cue_svg else None,
         "cues": cues,
@@ -264,20 +283,188 @@ def _file_view(index: int, result: ScanResult, root: str | None = None) -> dict:
         "modalities": modalities,
         "thumbnails": thumbnails,
         "media": media,
-        "media_facts": _media_facts(media),
+        "media_facts": _media_facts(media, result.path),
         "faces": faces,
         "window_count": len(result.windows),
         "error_message": media.get("error"),
+        "provenance": provenance_rows((result.cues or {}).get("provenance")) if ok else [],
     }
 
 
-def _media_facts(media: dict) -> list[tuple[str, str]]:
+def provenance_rows(cue: dict | None) -> list[tuple[str, str]]:
+    """What a file declares about itself, as ``(label, text)`` rows for the report's small provenance table.
+
+    Parameters
+    ----------
+    cue : dict or None
+        The result's ``provenance`` cue (:func:`deepscan.aggregate.apply_provenance`): ``column``,
+        ``reason`` and ``facts`` (:meth:`deepscan.experts.provenance.Provenance.as_dict`).
+
+    Returns
+    -------
+    list of (str, str)
+        The C2PA manifest's chain (claim generator, signer and issuer, signing time, validation,
+        actions, ingredients), the IPTC source type, generator marks, the watermark and software
+        tags; empty when the file declares nothing (no mark is no evidence, and nothing is shown).
+    """
+    if not cue or cue.get("column") in (None, "-"):
+        return []
+    facts = cue.get("facts") or {}
+    rows = [("declares", str(cue.get("reason") or cue.get("column")))]
+    c2pa = facts.get("c2pa") or {}
+    if c2pa:
+        rows.append(("C2PA claim generator", str(c2pa.get("claim_generator") or "–")))
+        signer = " / ".join(str(x) for x in (c2pa.get("signer"), c2pa.get("issuer")) if x)
+        rows.append(("C2PA signer / issuer", signer or "–"))
+        if c2pa.get("signed_at"):
+            rows.append(("C2PA signed", str(c2pa["signed_at"])))
+        failures = ", ".join(str(f) for f in c2pa.get("validation_failures") or ())
+        rows.append(("C2PA validation", str(c2pa.get("validation_state")) + (f" ({failures})" if failures else "")))
+        for action in c2pa.get("actions") or ():
+            text = ", ".join(str(x) for x in (action.get("action"), action.get("digital_source_type"),
+                                              action.get("software_agent")) if x)
+            rows.append(("C2PA action", text))
+        for ingredient in c2pa.get("ingredients") or ():
+            types = ", ".join(ingredient.get("digital_source_types") or ())
+            text = ", ".join(str(x) for x in (ingredient.get("title"), ingredient.get("relationship")) if x)
+            rows.append(("C2PA ingredient", text + (f" (declares {types})" if types else "")))
+    iptc = facts.get("iptc_source_type") or {}
+    if iptc:
+        rows.append(("IPTC source type", f"{iptc.get('term')} ({iptc.get('where')})"))
+    for mark in facts.get("generator_marks") or ():
+        text = f"{mark.get('generator')}: {mark.get('field')} in {mark.get('where')}"
+        if mark.get("documented_at"):
+            text += f" (documented at {mark['documented_at']})"
+        rows.append(("generator metadata", text))
+    watermark = facts.get("watermark") or {}
+    if watermark:
+        rows.append(("watermark", f"{watermark.get('scheme')} ({watermark.get('generator')}): "
+                                  f"{watermark.get('bits_matched')}/{watermark.get('n_bits')} bits, false-match "
+                                  f"rate {watermark.get('false_match_rate')}"))
+    for tag in facts.get("software") or ():
+        rows.append(("software tag", f"{tag.get('field')} = {tag.get('value')} ({tag.get('role')})"))
+    return rows
+
+
+def breakable(text: str) -> Markup:
+    """``text`` escaped, with a line-break opportunity (``<wbr>``) after each path separator, ``_`` and
+    ``-``, and before each dot: a long file name wraps between its parts, never inside a word.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    markupsafe.Markup
+        Safe HTML; its text content is ``text`` unchanged.
+    """
+    parts = []
+    for piece in _BREAK_AFTER.split(str(text)):
+        if _BREAK_AFTER.fullmatch(piece):
+            parts.append(str(escape(piece)) + "<wbr>")
+        else:
+            parts.append("<wbr>".join(_long_run_breaks(p) for p in _BREAK_BEFORE.split(piece)))
+    joined = "".join(parts)
+    return Markup(joined[:-5] if joined.endswith("<wbr>") else joined)
+
+
+def _long_run_breaks(run: str) -> str:
+    """``run`` escaped; a run longer than :data:`LONG_RUN` characters (a hash in a name) may break every
+    :data:`LONG_RUN` characters, so that it cannot widen a table column past its card."""
+    if len(run) <= LONG_RUN:
+        return str(escape(run))
+    return "<wbr>".join(str(escape(run[i:i + LONG_RUN])) for i in range(0, len(run), LONG_RUN))
+
+
+def uncertain_band(result: ScanResult) -> tuple[float, float] | None:
+    """The record's ``uncertain_band``: the ``p_fake`` interval whose verdict is ``uncertain``, as ``(low, high)``.
+
+    ``None`` when the record has none (results written before the band existed) or it is malformed.
+    """
+    band = getattr(result, "uncertain_band", None)
+    if not (isinstance(band, (list, tuple)) and len(band) == 2 and all(_is_number(b) for b in band)):
+        return None
+    low, high = float(band[0]), float(band[1])
+    return (max(0.0, low), min(1.0, high)) if low <= high else None
+
+
+def modality_reason(name: str, reason: str | None) -> str | None:
+    """Why a modality has no score, in its own words.
+
+    The video modality of the cue-fusion detector is lip-sync, which reads the lips against the
+    voice: a silent video's lip-sync cue says ``"no audio stream"``, which under "video" would read
+    as if the video were missing. It says what it lacks instead.
+    """
+    if name == "video" and reason and re.search(r"\b(audio|speech)\b", reason):
+        if reason.strip() == "no audio stream":
+            return "lip-sync needs an audio stream; this file has none"
+        return f"lip-sync: {reason}"
+    return reason
+
+
+def scale_note(result: ScanResult, modalities: list[dict]) -> dict | None:
+    """A line under the modality scores on how they relate to the verdict.
+
+    Modality scores are not on the fused score's scale, so the threshold does not apply to them: a
+    lip-sync fake can show audio 0.774 and video 0.700 above a 0.665 threshold and still be fused to
+    0.444, ``real``. The line says so, and names the modalities that lie on the other side of the
+    threshold from the verdict.
+
+    Returns
+    -------
+    dict or None
+        ``{"text": str, "against": [modality names]}``; None when no modality was scored.
+    """
+    scored = [m for m in modalities if m["present"] and _is_number(m["p_fake"])]
+    if not scored or not _is_number(result.p_fake) or not _is_number(result.threshold):
+        return None
+    threshold, p_fake = float(result.threshold), float(result.p_fake)
+    fused_fake = p_fake >= threshold
+    against = [m["name"] for m in scored if (float(m["p_fake"]) >= threshold) != fused_fake]
+    if (result.detector or {}).get("kind") == FUSION_KIND:
+        scale, weighs = "each cue's own scale", "the cues"
+    else:
+        scale, weighs = "each modality head's own scale", "the modalities"
+    how = f"the verdict is the fused p_fake, which weighs {weighs} as the detector learned on its training data"
+    if not against:
+        return {"text": f"Modality scores are on {scale}; {how}.", "against": []}
+    names = ", ".join(against[:-1]) + " and " + against[-1] if len(against) > 1 else against[0]
+    lead = (f"{names} {'scores' if len(against) == 1 else 'score'} {'below' if fused_fake else 'above'} "
+            f"{threshold:.3f} on {scale}, but {how}: {p_fake:.3f}, {'above' if fused_fake else 'below'} "
+            f"the threshold, which applies to it alone.")
+    return {"text": lead, "against": against}
+
+
+def _legend(results: Sequence[ScanResult]) -> list[tuple[str, str]]:
+    """(verdict, what it means) for the legend beside the table; the uncertain band as the results state it."""
+    meanings = dict(VERDICT_MEANINGS)
+    sides = set()
+    for r in results:
+        band = uncertain_band(r) if r.status == STATUS_OK else None
+        if band and _is_number(r.threshold):
+            sides.add((round(float(r.threshold) - band[0], 3), round(band[1] - float(r.threshold), 3)))
+    if len(sides) == 1:
+        below, above = sides.pop()
+        where = (f"within ±{below:.3f} of the threshold" if below == above
+                 else f"from {below:.3f} below to {above:.3f} above the threshold")
+        meanings["uncertain"] = f"{where}, too close to call either way (shaded on each file's meter)"
+    elif sides:
+        meanings["uncertain"] = f"{meanings['uncertain']} (shaded on each file's meter)"
+    return list(meanings.items())
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _media_facts(media: dict, path: str | None = None) -> list[tuple[str, str]]:
     """(label, value) pairs of the probe facts worth showing, in reading order."""
     facts = []
     if media.get("kind"):
         facts.append(("kind", str(media["kind"])))
     if media.get("container"):
-        facts.append(("container", str(media["container"])))
+        facts.append(("container", container_name(str(media["container"]), media.get("path") or path)))
     codecs = " / ".join(str(c) for c in (media.get("video_codec"), media.get("audio_codec")) if c)
     if codecs:
         facts.append(("codecs", codecs))
@@ -470,6 +657,13 @@ def _num(value, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{value:.{digits}f}"
+
+
+def _signed(value, digits: int = 3) -> str:
+    """A margin with its sign: ``+0.012``, ``-0.221``; ``–`` when absent."""
+    if not _is_number(value):
+        return "–"
+    return f"{value:+.{digits}f}"
 
 
 def _pct(value) -> str:

@@ -1,6 +1,7 @@
 """A Rich table of scan results, for people, that fits the terminal (80 columns and up).
 
-One row per file: its name, the verdict, ``p_fake`` and one narrow column per cue (``aas`` for
+One row per file: its name, the verdict, ``p_fake``, its ``margin`` to its threshold (``p_fake -
+threshold``, signed: ``+0.12`` is on the fake side) and one narrow column per cue (``aas`` for
 AASIST, ``meso`` for Meso-4, ...) with the cue's score in two digits (``.93``); a cue that does not
 apply to a file is a dim ``–`` with a superscript that points to the reason under the table, and a
 cue that applied to no file has no column, only a line under the table. Names are shown from the
@@ -9,7 +10,8 @@ and a name too long for its column is cut in the middle (``real_talk…stereo.mp
 Numbers never wrap; a note (why a verdict is withheld, why a file could not be read) sits under
 the file's name and wraps at spaces. The face counts make room for the names when the terminal is
 narrow; the per-modality scores are in JSON, CSV and the HTML report, and the table shows them only
-when no cue ran.
+when no cue ran. The closing lines give the counts, the thresholds and uncertain bands per media
+kind, and what the verdicts mean (``real``: no sign of manipulation found by these cues).
 
 The layout is made when the table is printed, for the console's width (:class:`ResultTable`).
 """
@@ -25,14 +27,18 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
 from rich.text import Text
 
-from deepscan.results import MODALITIES, ScanResult, counts_line, summarize
+from deepscan.results import (
+    MODALITIES, VERDICT_MEANINGS, VERDICT_REAL, VERDICT_UNCERTAIN, ScanResult, counts_line, summarize,
+)
 from deepscan.writers.paths import display_root, middle_ellipsis, relative_to, shown_folder
 from deepscan.writers.safe import rich_text, terminal_text
 
-VERDICT_STYLE = {"fake": "bold red", "real": "green", "unknown": "yellow"}
+VERDICT_STYLE = {"fake": "bold red", "uncertain": "bold magenta", "real": "green", "unknown": "yellow"}
+PROVENANCE_CUE = "provenance"  # shown as its own compact "prov" column, only when a file declares something
 # Column headers of the cues: short enough that a score in two digits fills the column.
 CUE_HEADERS = {"aasist": "aas", "aasist-l": "aasL", "meso4": "meso", "meso4-f2f": "m4f2f", "av_sync": "sync",
-               "synthetic_speech": "spch", "generated_image": "gen", "face_forgery": "face"}
+               "synthetic_speech": "spch", "generated_image": "gen", "generated_image_lite2": "gen2",
+               "face_forgery": "face"}
 SUPERSCRIPTS = "¹²³⁴⁵⁶⁷⁸⁹"
 ABSENT = "–"
 MIN_FILE_WIDTH = 12  # the file column never gets narrower than this (names are cut in the middle)
@@ -44,6 +50,11 @@ COLUMN_GAP = COLUMN_PADDING + 1  # cells between two columns
 def _score(p) -> str:
     """``p_fake`` or a threshold in three decimals: two would print 0.66 for both 0.6642 and 0.6648."""
     return "" if p is None else f"{p:.3f}"
+
+
+def margin_cell(margin) -> str:
+    """A margin to the threshold, signed, in two decimals: ``+0.12``, ``-0.41``; empty when there is none."""
+    return "" if margin is None else f"{margin:+.2f}"
 
 
 def error_note(reason: str | None, message: str | None) -> str:
@@ -119,10 +130,10 @@ class ResultTable:
         """
         results = self.results
         ok = [r for r in results if r.status == "ok"]
-        cue_names = list(dict.fromkeys(n for r in ok for n in (r.cues or {})))
+        cue_names = list(dict.fromkeys(n for r in ok for n in (r.cues or {}) if n != PROVENANCE_CUE))
         scored = [n for n in cue_names if any((r.cues.get(n) or {}).get("p_fake") is not None for r in ok)]
+        prov_shown = any(_prov_text(r) not in ("", "-") for r in ok)
         thresholds = {r.threshold for r in ok if r.threshold is not None}
-        per_file_threshold = len(thresholds) > 1
         show_modalities = not cue_names
 
         # absent cues: one footnote per distinct reason, numbered in order of first appearance
@@ -137,8 +148,9 @@ class ResultTable:
         for r in results:
             name = terminal_text(relative_to(r.path, self.root))
             if r.status != "ok":
-                rows.append((name, Text("error", style="red"), "", *([""] * per_file_threshold),
-                             *([""] * len(scored)), *([""] * (len(MODALITIES) if show_modalities else 0)), ""))
+                rows.append((name, Text("error", style="red"), "", "",
+                             *([""] * len(scored)), *([""] if prov_shown else []),
+                             *([""] * (len(MODALITIES) if show_modalities else 0)), ""))
                 message = (r.media or {}).get("error")
                 notes.append(error_note(r.reason, message if isinstance(message, str) else None))
                 continue
@@ -151,12 +163,15 @@ class ResultTable:
                     cells.append(Text(ABSENT + mark(terminal_text(c.get("reason") or "not run")), style="dim"))
             mods = [_score((r.modalities.get(m) or {}).get("p_fake")) for m in MODALITIES] if show_modalities else []
             faces = f"{r.faces.get('frames_with_face', 0)}/{r.faces.get('frames', 0)}" if r.faces.get("frames") else ""
+            prov = [Text(_prov_text(r) or "-", style="bold red" if _prov_text(r).startswith("AI") else "dim")] \
+                if prov_shown else []
             rows.append((name, Text(r.verdict or "", style=VERDICT_STYLE.get(r.verdict or "", "")), _score(r.p_fake),
-                         *([_score(r.threshold)] if per_file_threshold else []), *cells, *mods, faces))
+                         margin_cell(r.margin), *cells, *prov, *mods, faces))
             notes.append(r.reason or "")
 
-        headers = ["file", "verdict", "p_fake", *(["thr"] if per_file_threshold else []),
-                   *(cue_header(n) for n in scored), *(MODALITIES if show_modalities else ()), "faces"]
+        headers = ["file", "verdict", "p_fake", "margin",
+                   *(cue_header(n) for n in scored), *(["prov"] if prov_shown else []),
+                   *(MODALITIES if show_modalities else ()), "faces"]
         longest_name = max((cell_len(row[0]) for row in rows), default=4)
         longest_note = max((cell_len(terminal_text(n)) for n in notes if n), default=0)
         # a note (why no verdict, why an error) wraps under its name: the column widens for it, up to the console
@@ -188,17 +203,22 @@ class ResultTable:
                 cell.append("\n" + terminal_text(note), style="dim italic")
             table.add_row(cell, *row[1:])
 
-        table.caption = self._caption(ok, scored, cue_names, marks, thresholds, per_file_threshold)
+        table.caption = self._caption(ok, scored, cue_names, marks, thresholds)
         return table
 
-    def _caption(self, ok, scored, cue_names, marks, thresholds, per_file_threshold) -> Text:
+    def _caption(self, ok, scored, cue_names, marks, thresholds) -> Text:
         counts = summarize(self.results)
         lines = [counts_line(counts)]
-        if thresholds and not per_file_threshold:
-            lines[0] += f"; threshold {next(iter(thresholds)):.3f}"
+        lines += _threshold_lines(ok, thresholds)
+        if ok:
+            lines.append(f"{VERDICT_REAL}: {VERDICT_MEANINGS[VERDICT_REAL]}")
         if scored:
             lines.append("cues: " + ", ".join(f"{cue_header(n)} {n}" for n in scored)
                          + " (each expert's own p_fake)")
+        if any(_prov_text(r) not in ("", "-") for r in ok):
+            lines.append("prov: what the file declares about itself (AI c2pa, AI xmp, AI meta, AI wm: a declared "
+                         "AI origin, which makes the verdict fake; capture: a trusted capture claim; c2pa!: an "
+                         "invalid manifest; -: nothing found, no evidence either way)")
         for reason, symbol in marks.items():
             lines.append(f"{ABSENT}{symbol} {reason}")
         unscored: dict = {}  # cues that scored no file, grouped by why
@@ -218,10 +238,42 @@ class ResultTable:
         return caption
 
 
+def _prov_text(result: ScanResult) -> str:
+    """The compact provenance text of a result (``"AI meta"``, ``"-"``), ``""`` when it was not read."""
+    return terminal_text(str(((result.cues or {}).get(PROVENANCE_CUE) or {}).get("column") or ""))
+
+
+def _threshold_lines(ok, thresholds) -> list[str]:
+    """The thresholds and the uncertain bands (as margins) per media kind, or once when all files share them."""
+    if not thresholds:
+        return []
+    kinds: dict = {}  # (threshold, band as margins or None) -> media kinds
+    for r in ok:
+        if r.threshold is None:
+            continue
+        band = r.uncertain_band
+        key = (r.threshold, None if not band else (band[0] - r.threshold, band[1] - r.threshold))
+        kinds.setdefault(key, set()).add(terminal_text((r.media or {}).get("kind") or "other"))
+    groups = sorted(kinds.items(), key=lambda item: sorted(item[1]))
+    bands = [(names, band) for (_, band), names in groups if band is not None]
+    if len(groups) == 1:
+        lines = [f"threshold {groups[0][0][0]:.3f}; margin = p_fake - threshold"]
+        shown = [f"{b[0]:+.2f}..{b[1]:+.2f}" for _, b in bands]
+    else:
+        lines = ["thresholds: " + ", ".join(f"{'/'.join(sorted(names))} {threshold:.3f}"
+                                            for (threshold, _), names in groups) + "; margin = p_fake - threshold"]
+        shown = [f"{'/'.join(sorted(names))} {b[0]:+.2f}..{b[1]:+.2f}" for names, b in bands]
+    if shown:
+        lines.append(f"{VERDICT_UNCERTAIN}: margin within " + ", ".join(shown)
+                     + f" ({VERDICT_MEANINGS[VERDICT_UNCERTAIN]})")
+    return lines
+
+
 def render_table(results: Sequence[ScanResult], root: str | None = None, cwd: str | None = None) -> ResultTable:
     """Build a table: one row per file with verdict, ``p_fake``, compact cue scores, faces, and a note under the name.
 
-    The caption states the counts, the threshold, what the cue columns are, why a cue is absent
+    The caption states the counts, the thresholds and uncertain bands per media kind, what ``real``
+    means (no sign of manipulation found by these cues), what the cue columns are, why a cue is absent
     where it is, and, for a detector trained on synthetic or debug data, that its verdicts are a
     demonstration, not a real judgement. File names and reasons are text, never markup, with control
     characters made visible (:mod:`deepscan.writers.safe`).
