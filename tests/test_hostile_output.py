@@ -99,6 +99,11 @@ def _shown(text: str) -> str:
 
 
 def _is_formula(cell: str) -> bool:
+    try:
+        float(cell)
+        return False  # a number (a negative margin, -0.18) is read as a number, not run
+    except ValueError:
+        pass
     first = cell.lstrip(" \n\x0b\x0c\u00a0\u3000")[:1]
     return bool(first) and (first in FORMULA_TRIGGERS or cell[:1] in ("\t", "\r"))
 

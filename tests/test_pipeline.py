@@ -56,6 +56,7 @@ def test_interrupted_scan_terminates_the_workers(scanner, media):
 def test_defaults_and_bad_settings(scanner, tmp_path):
     assert default_workers(1) == 1 and default_workers(2) == 1 and default_workers(8) == 4
     assert QUEUE_WINDOWS >= 2
+    (tmp_path / "x.safetensors").write_bytes(b"")  # exists: the workers setting is refused before it is read
     with pytest.raises(ValueError, match="workers"):
         Scanner(detector=tmp_path / "x.safetensors", encoders="debug", workers=-1)
 

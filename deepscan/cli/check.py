@@ -132,7 +132,8 @@ def check(
                 interrupted = True
             finally:
                 scanner.close()  # ends the decoding workers (terminated already on Ctrl-C)
-        write_final(output_format, results, stream, output)
+        if results or interrupted:  # no media found: the error says so, no empty table before it
+            write_final(output_format, results, stream, output)
     raise typer.Exit(finish_check(results, paths, output_format=output_format, output=output, html=html,
                                   interrupted=interrupted, fail_on_fake=fail_on_fake,
                                   fail_on_uncertain=fail_on_uncertain))
